@@ -1,0 +1,157 @@
+"""The connector contract: what the engine needs from a CRM, and nothing more.
+
+A connector does four things: read records changed since a watermark (``pull``), make
+sure a write-back target exists for a segment (``ensure_target``), change memberships in
+batches (``apply``), and read a target's live members for ``--reconcile`` (``members``).
+The engine depends only on this Protocol; ``tests/fakes.py`` implements it in memory.
+
+Records travel as pandas DataFrames in canonical columns, one frame per page, so the
+store can insert a page in one vectorised statement:
+
+* ``contacts``: ``_crm_id``, ``_modified_at``, ``_company_id``, ``_opted_out``, ``_lat``,
+  ``_lon``, ``_kind`` (contact/lead), then one text column per requested property
+  (``email`` always among them).
+* ``companies``: ``_crm_id``, ``_modified_at``, ``_lat``, ``_lon``, then text properties.
+* ``purchases`` and ``activities`` (both become *events*): ``_crm_id``, ``_contact_id``,
+  ``type``, ``ts``, ``amount`` (purchases only), ``_modified_at``. One row per
+  (record, contact) pair, so a deal with two contacts yields two rows.
+
+Timestamps are naive UTC ``datetime64``; property values are text or missing (None).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import pandas as pd
+
+__all__ = [
+    "ACTIVITY_TYPES",
+    "STREAMS",
+    "Batch",
+    "BatchResult",
+    "Connector",
+    "Page",
+    "PullRequest",
+    "Stream",
+    "TargetRef",
+    "TargetSpec",
+]
+
+Stream = Literal["contacts", "companies", "purchases", "activities"]
+STREAMS: tuple[Stream, ...] = ("contacts", "companies", "purchases", "activities")
+
+#: Canonical activity types every connector maps its CRM's engagement kinds into.
+ACTIVITY_TYPES = (
+    "email_open",
+    "email_click",
+    "email_sent",
+    "call",
+    "meeting",
+    "form_submission",
+    "note",
+    "task",
+    "page_view",
+    "purchase",
+)
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """What to pull for one stream.
+
+    ``since`` is the watermark the connector returned last time (None: everything);
+    ``fields`` names the CRM properties the rules read; ``events_since`` bounds how far
+    back activity and purchases are fetched.
+    """
+
+    stream: Stream
+    since: str | None
+    fields: frozenset[str] = frozenset()
+    events_since: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of pulled records and the watermark that is safe once they are stored.
+
+    ``present_ids``, when set (at most once per pull, on its last page), is the complete
+    set of ids the CRM currently holds for the stream; the store drops every other row.
+    """
+
+    records: pd.DataFrame
+    watermark: str | None = None
+    deleted: tuple[str, ...] = ()
+    merged: Mapping[str, str] = field(default_factory=dict)
+    present_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """The write-back target a segment should have: its stable key and display name."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """A target segsync created: the CRM's id for it and the name it has there."""
+
+    target_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Membership changes for one target, at most ``Connector.max_batch`` ids in total."""
+
+    adds: tuple[str, ...] = ()
+    removes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per-record failures of a batch (id -> reason); every other id succeeded."""
+
+    failed: Mapping[str, str] = field(default_factory=dict)
+    api_calls: int = 0
+
+
+class Connector(Protocol):
+    """What the engine needs from a CRM."""
+
+    #: Most ids one ``apply`` call may carry (the CRM's batch endpoint maximum).
+    max_batch: int
+
+    def check(self) -> list[str]:
+        """Verify access; return what was checked, raise AuthError/ConnectorError if not ok."""
+        ...
+
+    def pull(self, request: PullRequest) -> Iterator[Page]:
+        """Yield pages of records changed since ``request.since``, oldest first."""
+        ...
+
+    def ensure_target(self, spec: TargetSpec, current: TargetRef | None, adopt: bool) -> TargetRef:
+        """Create the target, or rename ``current`` to ``spec.name``.
+
+        ``adopt`` is true only when segsync recorded that it was creating this target
+        and was stopped before it could record the id: then a target with exactly this
+        name is taken over. Otherwise a name clash raises TargetConflict.
+        """
+        ...
+
+    def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
+        """Add and remove members; ids already present/absent count as success."""
+        ...
+
+    def members(self, target: TargetRef) -> Iterator[str]:
+        """The target's live member ids, for ``--reconcile``."""
+        ...
+
+    def finish(self) -> None:
+        """Flush anything the connector buffers once all batches are applied."""
+        ...

@@ -1,0 +1,5 @@
+"""``python -m sync`` runs the segsync CLI."""
+
+from sync.cli import main
+
+raise SystemExit(main())

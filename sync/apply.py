@@ -1,0 +1,90 @@
+"""Apply: write a plan to the CRM in batches, recording each outcome as it lands.
+
+Resuming after a kill needs no saved plan: the store's ``applied`` table moves batch by
+batch, so a rerun computes the same desired state, diffs it against ``applied`` and
+finds exactly the work that was not done yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from connectors.base import Connector, TargetRef, TargetSpec
+from sync.compute import planned_ids
+from sync.plan import Plan, make_batches
+from sync.store import Store
+
+__all__ = ["ApplyResult", "apply_plan"]
+
+log = logging.getLogger("segsync.apply")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ApplyResult:
+    adds: int = 0
+    removes: int = 0
+    failed: int = 0
+    api_calls: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def _target(store: Store, connector: Connector, key: str, name: str) -> TargetRef:
+    """The segment's owned target, created or renamed if needed; recorded before use."""
+    row = store.targets().get(key)
+    ref = row.ref if row else None
+    if ref is not None and ref.name == name:
+        return ref
+    if ref is None:
+        adopt = row is not None and row.state == "pending"
+        store.mark_target_pending(key, name)
+    else:
+        adopt = False
+    new = connector.ensure_target(TargetSpec(key, name), ref, adopt)
+    store.record_target(key, new)
+    log.info("%s target for %s: %s", "renamed" if ref else "created", key, new.name)
+    return new
+
+
+def apply_plan(
+    store: Store,
+    connector: Connector,
+    plan: Plan,
+    run_id: int,
+    name_prefix: str,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    result = ApplyResult()
+    sids = store.segment_ids(change.key for change in plan.segments)
+    total = plan.adds + plan.removes
+    done = 0
+    for change in plan.segments:
+        sid = sids[change.key]
+        if change.blocked:
+            log.warning("skipped %s: %s", change.key, change.blocked)
+            store.record_segment_run(run_id, change.key, change.before, 0, 0, 0, "blocked")
+            continue
+        target = _target(store, connector, change.key, name_prefix + change.name)
+        failed = 0
+        adds = planned_ids(store, "plan_adds", sid)
+        removes = planned_ids(store, "plan_removes", sid)
+        for batch in make_batches(removes, adds, connector.max_batch):
+            outcome = connector.apply(target, batch)
+            store.record_batch(run_id, change.key, sid, batch.adds, batch.removes, outcome.failed)
+            failed += len(outcome.failed)
+            result.api_calls += outcome.api_calls
+            result.adds += sum(1 for i in batch.adds if i not in outcome.failed)
+            result.removes += sum(1 for i in batch.removes if i not in outcome.failed)
+            done += len(batch.adds) + len(batch.removes)
+            if progress:
+                progress("apply", done, total)
+        result.failed += failed
+        if failed:
+            result.failures[change.key] = failed
+        store.record_segment_run(run_id, change.key, change.after, change.adds, change.removes,
+                                 failed, "partial" if failed else "ok")
+    connector.finish()
+    return result

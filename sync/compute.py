@@ -1,0 +1,89 @@
+"""Compute: evaluate every segment over the store and diff against what was applied.
+
+Both steps are SQL over the store's own file: ``desired`` comes from
+``segment_rules.evaluate``; ``plan_adds``/``plan_removes`` are anti-joins against
+``applied``. The resulting counts go to :mod:`sync.plan` for the guard decisions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from segment_rules import evaluate
+from segment_rules.schema import Segment
+from sync.config import SyncSettings
+from sync.errors import StoreError
+from sync.plan import Plan, SegmentChange, guard_reason
+from sync.store import Store
+
+__all__ = ["compute_plan", "planned_ids"]
+
+
+def compute_plan(
+    store: Store,
+    segments: Sequence[Segment],
+    now: dt.datetime,
+    settings: SyncSettings,
+    *,
+    force: bool = False,
+) -> Plan:
+    """Evaluate, diff and guard; leaves ``plan_adds``/``plan_removes`` for the apply step."""
+    collisions = store.key_collisions()
+    if collisions:
+        raise StoreError(f"contact ids share a store key: {', '.join(collisions[:3])}")
+    sids = store.segment_ids(s.key for s in segments)
+    after = evaluate(store.conn, segments, sids, now)
+    conn = store.conn
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE plan_adds AS "
+        "SELECT d.sid, c._crm_id AS crm_id FROM desired d "
+        "ANTI JOIN applied a ON a.sid = d.sid AND a.cid = d.cid "
+        "JOIN contacts c ON c._cid = d.cid"
+    )
+    mirror = [sids[s.key] for s in segments if s.mode == "mirror"] or [-1]
+    marks = ", ".join("?" for _ in mirror)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE plan_removes AS "
+        "SELECT a.sid, a.crm_id FROM applied a "
+        "ANTI JOIN desired d ON d.sid = a.sid AND d.cid = a.cid "
+        f"WHERE a.sid IN ({marks})",
+        mirror,
+    )
+    adds = _counts(store, "plan_adds")
+    removes = _counts(store, "plan_removes")
+    before = store.applied_sizes()
+    changes = []
+    for segment in segments:
+        sid = sids[segment.key]
+        size = before.get(sid, 0)
+        lost = removes.get(sid, 0)
+        changes.append(
+            SegmentChange(
+                key=segment.key,
+                name=segment.name,
+                mode=segment.mode,
+                before=size,
+                after=after[segment.key],
+                adds=adds.get(sid, 0),
+                removes=lost,
+                blocked=guard_reason(size, lost, settings.max_removal_fraction,
+                                     settings.min_removals_to_guard, force),
+            )
+        )
+    configured = {s.key for s in segments}
+    orphans = tuple(k for k in store.targets() if k not in configured)
+    return Plan(tuple(changes), orphans)
+
+
+def _counts(store: Store, table: str) -> dict[int, int]:
+    rows = store.conn.execute(f"SELECT sid, count(*) FROM {table} GROUP BY sid").fetchall()
+    return {int(sid): int(n) for sid, n in rows}
+
+
+def planned_ids(store: Store, table: str, sid: int) -> list[str]:
+    """The CRM ids one segment must gain (``plan_adds``) or lose (``plan_removes``)."""
+    rows = store.conn.execute(
+        f"SELECT crm_id FROM {table} WHERE sid = ? ORDER BY crm_id", [sid]
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -1,0 +1,184 @@
+"""Load and validate ``segsync.toml`` into frozen settings, reporting every problem at once.
+
+Paths in the file are relative to the file itself, so a config kept in git next to its
+exports works from any working directory. Secrets never appear in the file: connectors
+that need them take the *name* of an environment variable (``token_env``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors import CONNECTOR_TYPES, CsvSettings
+from segment_rules.errors import Problem, RuleError
+from segment_rules.parse import parse_segments
+from segment_rules.schema import Segment
+from segment_rules.tables import TableReader, key_path
+from sync.errors import ConfigError
+
+__all__ = ["Config", "StoreSettings", "SyncSettings", "load_config", "parse_config"]
+
+TOP_KEYS = ("crm", "store", "sync", "segment")
+CRM_COMMON_KEYS = ("type", "name_prefix")
+CSV_KEYS = (*CRM_COMMON_KEYS, "path", "output_dir", "batch_size")
+STORE_KEYS = ("path", "memory_limit")
+SYNC_KEYS = ("schedule", "max_removal_fraction", "min_removals_to_guard",
+             "activity_lookback_days", "lock_wait_seconds")
+SECRET_WORDS = re.compile(r"(token|secret|password|api_?key|private_?key)$", re.IGNORECASE)
+MEMORY_PATTERN = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+MAX_CSV_BATCH = 100_000
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path
+    memory_limit: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    schedule: str | None = None
+    #: A segment losing more than this share of its members in one run is not applied.
+    max_removal_fraction: float = 0.25
+    #: ...unless it loses fewer than this many (small segments churn by nature).
+    min_removals_to_guard: int = 10
+    activity_lookback_days: int = 730
+    lock_wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    crm: CsvSettings
+    name_prefix: str
+    store: StoreSettings
+    sync: SyncSettings
+    segments: tuple[Segment, ...]
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with `segsync init`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], source: Path) -> Config:
+    problems: list[Problem] = []
+    reader = TableReader(problems)
+    reader.check_keys(data, TOP_KEYS, "")
+    base = source.parent
+    crm_table = reader.table(data.get("crm", {}), "crm") if "crm" in data else None
+    if crm_table is None and "crm" not in data:
+        reader.problem("crm", "is required", 'add a [crm] table, e.g. type = "csv"')
+    crm, prefix = _parse_crm(reader, crm_table or {}, base) if crm_table is not None else (None, "")
+    store = _parse_store(reader, data.get("store", {}), base)
+    sync = _parse_sync(reader, data.get("sync", {}))
+    segments = parse_segments(data.get("segment"), problems)
+    if not segments and "segment" not in data:
+        reader.problem("segment", "no segments are defined", "add at least one [[segment]]")
+    if problems or crm is None or store is None or sync is None:
+        raise ConfigError(RuleError(problems, str(source)).render())
+    return Config(source, crm, prefix, store, sync, tuple(segments))
+
+
+def _reject_secrets(reader: TableReader, table: dict[str, Any], path: str) -> None:
+    for key in table:
+        if SECRET_WORDS.search(key) and not key.endswith("_env"):
+            reader.problem(
+                key_path(path, key),
+                "secrets must not be written in the config file",
+                f"put the value in an environment variable and name it with {key}_env",
+            )
+
+
+def _parse_crm(
+    reader: TableReader, table: dict[str, Any], base: Path
+) -> tuple[CsvSettings | None, str]:
+    before = len(reader.problems)
+    _reject_secrets(reader, table, "crm")
+    reader.required(table, "type", "crm")
+    kind = reader.string(table, "type", "crm", choices=CONNECTOR_TYPES)
+    prefix = reader.string(table, "name_prefix", "crm", default="segsync: ") or ""
+    if len(prefix) > 60:
+        reader.problem("crm.name_prefix", "must be at most 60 characters")
+    if kind != "csv":
+        return None, prefix
+    reader.check_keys({k: v for k, v in table.items() if not SECRET_WORDS.search(k)},
+                      CSV_KEYS, "crm")
+    folder = reader.string(table, "path", "crm", default="exports") or "exports"
+    output = reader.string(table, "output_dir", "crm", default=None)
+    batch = reader.integer(table, "batch_size", "crm", default=1000, minimum=1,
+                           maximum=MAX_CSV_BATCH) or 1000
+    if len(reader.problems) > before:
+        return None, prefix
+    path = base / folder
+    out = base / output if output else path / "segsync-out"
+    if out.resolve() == path.resolve():
+        reader.problem("crm.output_dir", "must not be the export folder itself",
+                       "segsync never writes over the input exports")
+        return None, prefix
+    return CsvSettings(path=path, output_dir=out, batch_size=batch), prefix
+
+
+def _parse_store(reader: TableReader, raw: object, base: Path) -> StoreSettings | None:
+    table = reader.table(raw, "store")
+    if table is None:
+        return None
+    before = len(reader.problems)
+    reader.check_keys(table, STORE_KEYS, "store")
+    path = reader.string(table, "path", "store", default="segsync.duckdb") or "segsync.duckdb"
+    memory = reader.string(table, "memory_limit", "store", pattern=MEMORY_PATTERN,
+                           pattern_hint='a size such as "1GB" or "512MB"')
+    if len(reader.problems) > before:
+        return None
+    return StoreSettings(path=base / path, memory_limit=memory)
+
+
+def _parse_sync(reader: TableReader, raw: object) -> SyncSettings | None:
+    table = reader.table(raw, "sync")
+    if table is None:
+        return None
+    before = len(reader.problems)
+    reader.check_keys(table, SYNC_KEYS, "sync")
+    schedule = reader.string(table, "schedule", "sync")
+    if schedule is not None:
+        _check_cron(reader, schedule)
+    defaults = SyncSettings()
+    fraction = reader.number(table, "max_removal_fraction", "sync",
+                             default=defaults.max_removal_fraction, minimum=0.0, maximum=1.0)
+    minimum = reader.integer(table, "min_removals_to_guard", "sync",
+                             default=defaults.min_removals_to_guard, minimum=0)
+    lookback = reader.integer(table, "activity_lookback_days", "sync",
+                              default=defaults.activity_lookback_days, minimum=1, maximum=36_500)
+    wait = reader.number(table, "lock_wait_seconds", "sync", default=0.0, minimum=0.0,
+                         maximum=86_400.0)
+    if len(reader.problems) > before:
+        return None
+    return SyncSettings(
+        schedule=schedule,
+        max_removal_fraction=float(fraction if fraction is not None else 0.25),
+        min_removals_to_guard=int(minimum if minimum is not None else 10),
+        activity_lookback_days=int(lookback if lookback is not None else 730),
+        lock_wait_seconds=float(wait or 0.0),
+    )
+
+
+def _check_cron(reader: TableReader, expression: str) -> None:
+    from croniter import croniter  # imported lazily: only configs with a schedule pay for it
+
+    if not croniter.is_valid(expression):
+        reader.problem("sync.schedule", f"{expression!r} is not a valid cron expression",
+                       'five fields: minute hour day month weekday, e.g. "0 */6 * * *"')

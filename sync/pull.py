@@ -1,0 +1,133 @@
+"""Pull: move records changed since the last watermark from the CRM into the store.
+
+Each stream (companies, contacts, purchases, activities) has its own watermark. Only the
+fields the rules read are requested; when the rules start reading a new field, that
+stream is pulled in full once so old records get the value too, and fields no rule
+reads any more are dropped from the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from connectors.base import STREAMS, Connector, Page, PullRequest, Stream
+from segment_rules import referenced_fields
+from segment_rules.schema import Segment
+from sync.errors import SafetyGuardTripped
+from sync.store import Store
+
+__all__ = ["PullResult", "pull_all", "stream_fields"]
+
+log = logging.getLogger("segsync.pull")
+
+#: Pages are buffered up to this many rows per transaction: fewer, larger commits.
+COMMIT_ROWS = 20_000
+#: Companies first, so a contact never points at a company the store has not seen.
+PULL_ORDER: tuple[Stream, ...] = ("companies", "contacts", "purchases", "activities")
+ALWAYS_PULLED = frozenset({"email"})
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class PullResult:
+    records: dict[str, int]
+    full: dict[str, bool]
+
+    @property
+    def total(self) -> int:
+        return sum(self.records.values())
+
+
+def stream_fields(segments: Iterable[Segment]) -> dict[Stream, frozenset[str]]:
+    contact, company = referenced_fields(segments)
+    return {
+        "contacts": contact | ALWAYS_PULLED,
+        "companies": company,
+        "purchases": frozenset(),
+        "activities": frozenset(),
+    }
+
+
+def _batched(pages: Iterable[Page]) -> Iterator[Page]:
+    """Merge runs of plain record pages; pages carrying deletions stay on their own."""
+    buffer: list[Page] = []
+    rows = 0
+    for page in pages:
+        plain = not page.deleted and not page.merged and page.present_ids is None
+        if buffer and (not plain or rows + len(page.records) > COMMIT_ROWS):
+            yield _combine(buffer)
+            buffer, rows = [], 0
+        if plain:
+            buffer.append(page)
+            rows += len(page.records)
+        else:
+            yield page
+    if buffer:
+        yield _combine(buffer)
+
+
+def _combine(pages: Sequence[Page]) -> Page:
+    if len(pages) == 1:
+        return pages[0]
+    frames = [p.records for p in pages if not p.records.empty]
+    records = pd.concat(frames, ignore_index=True) if frames else pages[-1].records
+    marks = [p.watermark for p in pages if p.watermark is not None]
+    return Page(records, marks[-1] if marks else None)
+
+
+def pull_all(
+    store: Store,
+    connector: Connector,
+    segments: Sequence[Segment],
+    *,
+    now: dt.datetime,
+    lookback_days: int,
+    full: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> PullResult:
+    fields = stream_fields(segments)
+    events_since = now - dt.timedelta(days=lookback_days)
+    result = PullResult({}, {})
+    for stream in PULL_ORDER:
+        since, had_fields = store.watermark(stream)
+        refetch = full or since is None or not fields[stream] <= had_fields
+        if stream in ("contacts", "companies"):
+            store.keep_properties(stream, fields[stream])
+        request = PullRequest(stream, None if refetch else since, fields[stream], events_since)
+        count = 0
+        for page in _batched(connector.pull(request)):
+            if stream == "contacts":
+                _check_not_emptied(store, page, force)
+            store.write_page(stream, page, fields[stream])
+            count += len(page.records)
+            if progress:
+                progress(stream, count)
+        if stream in ("purchases", "activities"):
+            store.drop_events_before(stream, events_since)
+        result.records[stream] = count
+        result.full[stream] = refetch
+        log.info("pulled %s: %d changed record(s)%s", stream, count, " (full)" if refetch else "")
+    return result
+
+
+def _check_not_emptied(store: Store, page: Page, force: bool) -> None:
+    """A CRM that suddenly lists no contacts is far likelier a permission change than real."""
+    if force or page.present_ids is None or page.present_ids:
+        return
+    held = store.count("contacts")
+    if held:
+        raise SafetyGuardTripped(
+            f"the CRM returned no contacts at all, but the store holds {held}; nothing was "
+            "changed. Check the connection's permissions, then rerun (use --force only if "
+            "the CRM really is empty)"
+        )
+
+
+assert set(PULL_ORDER) == set(STREAMS)

@@ -1,0 +1,477 @@
+"""The local state store: one DuckDB file per CRM portal.
+
+It holds the pulled records (only the fields the rules read), the pull watermarks, the
+targets segsync owns, the memberships as last applied, the runs and the change log.
+DuckDB was chosen because segments are evaluated by SQL over this very file, in place,
+with no load step (see research/compute-bench.md: 1M contacts and 10M activities in
+about 2 s).
+
+Invariants the engine relies on:
+
+* a page of records and the watermark that covers it are committed in one transaction;
+* ``applied`` changes only when a batch's outcome is recorded, in the same transaction as
+  its change-log rows, so a killed run resumes exactly where it stopped;
+* the file is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from connectors.base import Page, Stream, TargetRef
+from segment_rules.compile import quote_ident
+from sync.errors import StoreError
+
+__all__ = ["ENGINE_COLUMNS", "SCHEMA_VERSION", "Store", "TargetRow", "contact_key"]
+
+SCHEMA_VERSION = 1
+
+#: Columns the engine owns in each record table; every other column is a CRM property.
+ENGINE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "contacts": ("_cid", "_crm_id", "_kind", "_modified_at", "_company_id", "_opted_out",
+                 "_lat", "_lon"),
+    "companies": ("_crm_id", "_modified_at", "_lat", "_lon"),
+}
+_RECORD_TABLE: dict[Stream, str] = {
+    "contacts": "contacts",
+    "companies": "companies",
+    "purchases": "events",
+    "activities": "events",
+}
+
+_SCHEMA = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE contacts (
+    _cid BIGINT, _crm_id VARCHAR, _kind VARCHAR, _modified_at TIMESTAMP,
+    _company_id VARCHAR, _opted_out BOOLEAN, _lat DOUBLE, _lon DOUBLE, email VARCHAR);
+CREATE TABLE companies (_crm_id VARCHAR, _modified_at TIMESTAMP, _lat DOUBLE, _lon DOUBLE);
+CREATE TABLE events (
+    _stream VARCHAR, _crm_id VARCHAR, _contact_id VARCHAR, _cid BIGINT, type VARCHAR,
+    ts TIMESTAMP, amount DOUBLE, _modified_at TIMESTAMP);
+CREATE TABLE watermarks (
+    stream VARCHAR PRIMARY KEY, value VARCHAR, fields VARCHAR, updated_at TIMESTAMP);
+CREATE TABLE segments (sid SMALLINT PRIMARY KEY, key VARCHAR UNIQUE);
+CREATE TABLE targets (
+    segment_key VARCHAR PRIMARY KEY, target_id VARCHAR, name VARCHAR, state VARCHAR,
+    created_at TIMESTAMP, updated_at TIMESTAMP);
+CREATE TABLE applied (sid SMALLINT, cid BIGINT, crm_id VARCHAR);
+CREATE TABLE runs (
+    run_id INTEGER PRIMARY KEY, command VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
+    status VARCHAR, pulled BIGINT, adds BIGINT, removes BIGINT, failed BIGINT,
+    api_calls BIGINT, message VARCHAR);
+CREATE TABLE segment_runs (
+    run_id INTEGER, segment_key VARCHAR, size BIGINT, adds BIGINT, removes BIGINT,
+    failed BIGINT, status VARCHAR);
+CREATE TABLE changes (
+    run_id INTEGER, segment_key VARCHAR, cid BIGINT, crm_id VARCHAR, op VARCHAR,
+    result VARCHAR, error VARCHAR, changed_at TIMESTAMP);
+"""
+
+
+def contact_key(crm_id: str) -> int:
+    """The store's integer key for a CRM id: a stable 63-bit hash.
+
+    Integer keys make the joins and group-bys of evaluation fast; deriving them from the
+    CRM id (instead of a sequence) means every store, run and machine agrees on them,
+    which holdout assignment and events arriving before their contact both rely on.
+    """
+    digest = hashlib.blake2b(crm_id.encode(), digest_size=8, person=b"segsync-cid").digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def contact_keys(crm_ids: Iterable[str]) -> np.ndarray:
+    return np.fromiter((contact_key(i) for i in crm_ids), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    """A write-back target as the store knows it; ``state`` is pending until its id is known."""
+
+    segment_key: str
+    target_id: str | None
+    name: str
+    state: str
+
+    @property
+    def ref(self) -> TargetRef | None:
+        if self.state != "owned" or self.target_id is None:
+            return None
+        return TargetRef(self.target_id, self.name)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Store:
+    """A DuckDB store file; open with :meth:`open`, always close (or use as a context)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, memory_limit: str | None = None) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB creates the file and its WAL itself; a tight umask makes both 0600 from
+        # the first byte, and the chmod covers files made by older versions.
+        previous = os.umask(0o077)
+        try:
+            conn = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        finally:
+            os.umask(previous)
+        os.chmod(path, 0o600)
+        if memory_limit:
+            conn.execute(f"SET memory_limit = '{memory_limit}'")
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        previous = os.umask(0o077)
+        try:
+            self.conn.close()
+        finally:
+            os.umask(previous)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        previous = os.umask(0o077)
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            os.umask(previous)
+
+    def _migrate(self) -> None:
+        tables = {row[0] for row in self.conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "meta" not in tables:
+            with self.transaction() as conn:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            return
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer segsync (schema {version}); upgrade segsync"
+            )
+
+    # -- records -----------------------------------------------------------------------
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.conn.execute(f"SELECT * FROM {table} LIMIT 0").description or []
+        return [row[0] for row in rows]
+
+    def property_columns(self, table: str) -> set[str]:
+        return set(self.columns(table)) - set(ENGINE_COLUMNS[table])
+
+    def keep_properties(self, table: str, fields: Iterable[str]) -> None:
+        """Add missing property columns and drop unused ones: only fields rules read stay."""
+        wanted = set(fields)
+        have = self.property_columns(table)
+        with self.transaction() as conn:
+            for name in sorted(wanted - have):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} VARCHAR")
+            for name in sorted(have - wanted):
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {quote_ident(name)}")
+
+    def watermark(self, stream: Stream) -> tuple[str | None, frozenset[str]]:
+        row = self.conn.execute(
+            "SELECT value, fields FROM watermarks WHERE stream = ?", [stream]
+        ).fetchone()
+        if row is None:
+            return None, frozenset()
+        return row[0], frozenset(json.loads(row[1] or "[]"))
+
+    def reset_watermark(self, stream: Stream) -> None:
+        self.conn.execute("DELETE FROM watermarks WHERE stream = ?", [stream])
+
+    def count(self, table: str) -> int:
+        row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def write_page(self, stream: Stream, page: Page, fields: Iterable[str]) -> None:
+        """Upsert a page, apply its deletes/merges and move the watermark, atomically."""
+        table = _RECORD_TABLE[stream]
+        records = page.records
+        with self.transaction() as conn:
+            if table == "events":
+                self._write_events(conn, stream, records)
+            else:
+                self._write_objects(conn, table, records)
+            self._forget_ids(conn, table, stream, page.deleted)
+            if page.merged and table == "contacts":
+                self._merge_contacts(conn, page.merged)
+            if page.present_ids is not None:
+                self._keep_only(conn, table, stream, page.present_ids)
+            if page.watermark is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                    [stream, page.watermark, json.dumps(sorted(fields)), _now()],
+                )
+
+    def _write_objects(
+        self, conn: duckdb.DuckDBPyConnection, table: str, records: pd.DataFrame
+    ) -> None:
+        if records.empty:
+            return
+        frame = records.drop_duplicates("_crm_id", keep="last")
+        if table == "contacts":
+            frame = frame.assign(_cid=contact_keys(frame["_crm_id"]))
+        conn.register("page", frame)
+        try:
+            conn.execute(f"DELETE FROM {table} WHERE _crm_id IN (SELECT _crm_id FROM page)")
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM page")
+        finally:
+            conn.unregister("page")
+
+    def _write_events(
+        self, conn: duckdb.DuckDBPyConnection, stream: Stream, records: pd.DataFrame
+    ) -> None:
+        if records.empty:
+            return
+        frame = records.drop_duplicates(["_crm_id", "_contact_id"], keep="last")
+        frame = frame.assign(_stream=stream, _cid=contact_keys(frame["_contact_id"]))
+        conn.register("page", frame)
+        try:
+            conn.execute(
+                "DELETE FROM events WHERE _stream = ? AND _crm_id IN (SELECT _crm_id FROM page)",
+                [stream],
+            )
+            conn.execute("INSERT INTO events BY NAME SELECT * FROM page")
+        finally:
+            conn.unregister("page")
+
+    def _forget_ids(
+        self, conn: duckdb.DuckDBPyConnection, table: str, stream: Stream, ids: Sequence[str]
+    ) -> None:
+        if not ids:
+            return
+        gone = pd.DataFrame({"id": list(ids)})
+        conn.register("gone", gone)
+        try:
+            if table == "events":
+                conn.execute(
+                    "DELETE FROM events WHERE _stream = ? AND _crm_id IN (SELECT id FROM gone)",
+                    [stream],
+                )
+                return
+            conn.execute(f"DELETE FROM {table} WHERE _crm_id IN (SELECT id FROM gone)")
+            if table == "contacts":
+                conn.execute("DELETE FROM events WHERE _contact_id IN (SELECT id FROM gone)")
+        finally:
+            conn.unregister("gone")
+
+    def _merge_contacts(self, conn: duckdb.DuckDBPyConnection, merged: Mapping[str, str]) -> None:
+        """Fold merged-away contacts into their survivors: drop the row, move the events."""
+        losers = list(merged)
+        folded = pd.DataFrame({
+            "loser": losers,
+            "survivor": [merged[i] for i in losers],
+            "survivor_cid": contact_keys(merged[i] for i in losers),
+        })
+        conn.register("folded", folded)
+        try:
+            conn.execute("DELETE FROM contacts WHERE _crm_id IN (SELECT loser FROM folded)")
+            conn.execute(
+                "UPDATE events SET _contact_id = f.survivor, _cid = f.survivor_cid "
+                "FROM folded f WHERE events._contact_id = f.loser"
+            )
+        finally:
+            conn.unregister("folded")
+
+    def _keep_only(
+        self, conn: duckdb.DuckDBPyConnection, table: str, stream: Stream, ids: frozenset[str]
+    ) -> None:
+        present = pd.DataFrame({"id": sorted(ids)}, dtype=object)
+        conn.register("present", present)
+        try:
+            scope = "_stream = ? AND " if table == "events" else ""
+            params = [stream] if table == "events" else []
+            conn.execute(
+                f"DELETE FROM {table} WHERE {scope}_crm_id NOT IN (SELECT id FROM present)",
+                params,
+            )
+            if table == "contacts":
+                conn.execute("DELETE FROM events WHERE _contact_id NOT IN (SELECT id FROM present)")
+        finally:
+            conn.unregister("present")
+
+    def drop_events_before(self, stream: Stream, cutoff: dt.datetime) -> None:
+        """Keep the store bounded: events older than the look-back window are never read."""
+        self.conn.execute("DELETE FROM events WHERE _stream = ? AND ts < ?", [stream, cutoff])
+
+    def key_collisions(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT min(_crm_id), max(_crm_id) FROM contacts GROUP BY _cid HAVING count(*) > 1"
+        ).fetchall()
+        return [f"{a} / {b}" for a, b in rows]
+
+    # -- segments and targets ------------------------------------------------------------
+
+    def segment_ids(self, keys: Iterable[str]) -> dict[str, int]:
+        """Stable small ids for segment keys, assigned on first sight."""
+        wanted = list(dict.fromkeys(keys))
+        known = dict(self.conn.execute("SELECT key, sid FROM segments").fetchall())
+        missing = [k for k in wanted if k not in known]
+        if missing:
+            next_id = max(known.values(), default=0) + 1
+            with self.transaction() as conn:
+                for offset, key in enumerate(missing):
+                    conn.execute("INSERT INTO segments VALUES (?, ?)", [next_id + offset, key])
+                    known[key] = next_id + offset
+        return {k: int(known[k]) for k in wanted}
+
+    def targets(self) -> dict[str, TargetRow]:
+        rows = self.conn.execute(
+            "SELECT segment_key, target_id, name, state FROM targets ORDER BY segment_key"
+        ).fetchall()
+        return {r[0]: TargetRow(r[0], r[1], r[2], r[3]) for r in rows}
+
+    def mark_target_pending(self, key: str, name: str) -> None:
+        """Record the intent to create a target before asking the CRM to create it."""
+        now = _now()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO targets VALUES (?, NULL, ?, 'pending', ?, ?)",
+            [key, name, now, now],
+        )
+
+    def record_target(self, key: str, ref: TargetRef) -> None:
+        now = _now()
+        self.conn.execute(
+            "INSERT OR REPLACE INTO targets VALUES (?, ?, ?, 'owned', "
+            "coalesce((SELECT created_at FROM targets WHERE segment_key = ?), ?), ?)",
+            [key, ref.target_id, ref.name, key, now, now],
+        )
+
+    # -- memberships, runs and the change log ---------------------------------------------
+
+    def applied_sizes(self) -> dict[int, int]:
+        return {int(s): int(n) for s, n in self.conn.execute(
+            "SELECT sid, count(*) FROM applied GROUP BY sid").fetchall()}
+
+    def record_batch(
+        self,
+        run_id: int,
+        segment_key: str,
+        sid: int,
+        adds: Sequence[str],
+        removes: Sequence[str],
+        failed: Mapping[str, str],
+    ) -> None:
+        """Record one applied batch: memberships and change-log rows in one transaction."""
+        ops = ["add"] * len(adds) + ["remove"] * len(removes)
+        ids = [*adds, *removes]
+        frame = pd.DataFrame({
+            "crm_id": pd.Series(ids, dtype=object),
+            "cid": contact_keys(ids),
+            "op": pd.Series(ops, dtype=object),
+            "result": pd.Series(["failed" if i in failed else "ok" for i in ids], dtype=object),
+            "error": pd.Series([failed.get(i) for i in ids], dtype=object),
+        })
+        with self.transaction() as conn:
+            conn.register("batch", frame)
+            try:
+                conn.execute(
+                    "DELETE FROM applied WHERE sid = ? AND cid IN "
+                    "(SELECT cid FROM batch WHERE result = 'ok')",
+                    [sid],
+                )
+                conn.execute(
+                    "INSERT INTO applied SELECT ?, cid, crm_id FROM batch "
+                    "WHERE op = 'add' AND result = 'ok'",
+                    [sid],
+                )
+                conn.execute(
+                    "INSERT INTO changes SELECT ?, ?, cid, crm_id, op, result, error, ? FROM batch",
+                    [run_id, segment_key, _now()],
+                )
+            finally:
+                conn.unregister("batch")
+
+    def start_run(self, command: str) -> int:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'interrupted', "
+                "message = 'the process stopped before the run finished' "
+                "WHERE status = 'running'"
+            )
+            row = conn.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
+            run_id = int(row[0]) if row else 1
+            conn.execute(
+                "INSERT INTO runs (run_id, command, started_at, status) VALUES (?, ?, ?, 'running')",
+                [run_id, command, _now()],
+            )
+        return run_id
+
+    def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], message: str) -> None:
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, pulled = ?, adds = ?, removes = ?, "
+            "failed = ?, api_calls = ?, message = ? WHERE run_id = ?",
+            [_now(), status, counts.get("pulled", 0), counts.get("adds", 0),
+             counts.get("removes", 0), counts.get("failed", 0), counts.get("api_calls", 0),
+             message, run_id],
+        )
+
+    def record_segment_run(
+        self, run_id: int, key: str, size: int, adds: int, removes: int, failed: int, status: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO segment_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [run_id, key, size, adds, removes, failed, status],
+        )
+
+    def recent_runs(self, limit: int = 10) -> list[dict[str, object]]:
+        cursor = self.conn.execute(
+            "SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", [limit]
+        )
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def segment_history(self, runs: int = 5) -> dict[str, list[int]]:
+        """Each segment's size after the last ``runs`` sync runs, oldest first."""
+        rows = self.conn.execute(
+            "SELECT segment_key, size FROM segment_runs WHERE run_id IN "
+            "(SELECT DISTINCT run_id FROM segment_runs ORDER BY run_id DESC LIMIT ?) "
+            "ORDER BY segment_key, run_id",
+            [runs],
+        ).fetchall()
+        history: dict[str, list[int]] = {}
+        for key, size in rows:
+            history.setdefault(key, []).append(int(size))
+        return history
+
+    def pending_failures(self) -> list[tuple[str, str, str, str]]:
+        """(segment, contact, op, error) whose latest attempt failed: retried next run."""
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in self.conn.execute(
+            "SELECT segment_key, crm_id, op, error FROM ("
+            "  SELECT *, row_number() OVER (PARTITION BY segment_key, crm_id "
+            "  ORDER BY run_id DESC, changed_at DESC) AS n FROM changes) "
+            "WHERE n = 1 AND result = 'failed' ORDER BY segment_key, crm_id"
+        ).fetchall()]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from connectors.base import Connector, TargetRef, TargetSpec
+from connectors.errors import TargetConflict
 from sync.compute import planned_ids
 from sync.plan import Plan, make_batches
 from sync.store import Store
@@ -43,7 +44,12 @@ def _target(store: Store, connector: Connector, key: str, name: str) -> TargetRe
         store.mark_target_pending(key, name)
     else:
         adopt = False
-    new = connector.ensure_target(TargetSpec(key, name), ref, adopt)
+    try:
+        new = connector.ensure_target(TargetSpec(key, name), ref, adopt)
+    except TargetConflict:
+        if ref is None:  # nothing was created: a later run must not adopt the foreign target
+            store.forget_pending_target(key)
+        raise
     store.record_target(key, new)
     log.info("%s target for %s: %s", "renamed" if ref else "created", key, new.name)
     return new

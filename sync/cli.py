@@ -106,6 +106,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
     store, close = _open(config, args)
     try:
+        if not args.no_pull:
+            run_pull(config, create(config.crm), store, progress=Progress())
         plan = run_plan(config, store, force=args.force)
     finally:
         close()
@@ -179,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing file")
     add("check", cmd_check, "validate the config and test the CRM connection")
     pull = add("pull", cmd_pull, "incremental pull from the CRM into the store")
-    plan = add("plan", cmd_plan, "compute segments and show adds/removes (no writes)")
+    plan = add("plan", cmd_plan, "pull, compute and show adds/removes (no CRM writes)")
+    plan.add_argument("--no-pull", action="store_true",
+                      help="plan over the store as it is, without pulling changes first")
     sync = add("sync", cmd_sync, "pull, compute and apply")
     sync.add_argument("--dry-run", action="store_true", help="stop after printing the plan")
     for command in (pull, sync):

@@ -140,6 +140,13 @@ class Store:
         store._migrate()
         return store
 
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A throwaway store for tests and benchmarks."""
+        store = cls(duckdb.connect(), Path(":memory:"))
+        store._migrate()
+        return store
+
     def close(self) -> None:
         previous = os.umask(0o077)
         try:
@@ -360,6 +367,11 @@ class Store:
         self.conn.execute(
             "INSERT OR REPLACE INTO targets VALUES (?, NULL, ?, 'pending', ?, ?)",
             [key, name, now, now],
+        )
+
+    def forget_pending_target(self, key: str) -> None:
+        self.conn.execute(
+            "DELETE FROM targets WHERE segment_key = ? AND state = 'pending'", [key]
         )
 
     def record_target(self, key: str, ref: TargetRef) -> None:

@@ -1,0 +1,130 @@
+"""An in-memory connector implementing ``connectors.base.Connector`` for engine tests.
+
+Records are plain dicts; a test edits them between runs the way a CRM user would. Every
+write call is logged, and failures can be scripted: a whole batch raising after N calls
+(a crash mid-apply) or single ids rejected (per-record failures).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
+from connectors.errors import TargetConflict
+
+BASE_TIME = dt.datetime(2026, 1, 1)
+
+
+class Crash(RuntimeError):
+    """Stands in for the process dying mid-apply."""
+
+
+@dataclass
+class FakeConnector:
+    contacts: dict[str, dict[str, object]] = field(default_factory=dict)
+    companies: dict[str, dict[str, object]] = field(default_factory=dict)
+    events: list[dict[str, object]] = field(default_factory=list)
+    max_batch: int = 3
+    lists: dict[str, set[str]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    crash_after_calls: int | None = None
+    reject: dict[str, str] = field(default_factory=dict)
+    clock: int = 0
+
+    # -- test helpers ----------------------------------------------------------------
+    def put_contact(self, crm_id: str, **props: object) -> None:
+        self.clock += 1
+        record = {**self.contacts.get(crm_id, {}), **props}
+        record["_modified_at"] = BASE_TIME + dt.timedelta(seconds=self.clock)
+        self.contacts[crm_id] = record
+
+    def write_calls(self) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+        return [c for c in self.calls if c[0] in ("apply", "create", "rename")]
+
+    # -- Connector -------------------------------------------------------------------
+    def check(self) -> list[str]:
+        return ["fake CRM reachable"]
+
+    def pull(self, request: PullRequest) -> Iterator[Page]:
+        if request.stream == "contacts":
+            yield self._object_page(self.contacts, request, contact=True)
+        elif request.stream == "companies":
+            yield self._object_page(self.companies, request, contact=False)
+        else:
+            rows = [e for e in self.events if e["stream"] == request.stream]
+            frame = pd.DataFrame(
+                [{k: v for k, v in e.items() if k != "stream"} for e in rows],
+                columns=["_crm_id", "_contact_id", "type", "ts", "amount", "_modified_at"],
+            )
+            yield Page(frame, None, present_ids=frozenset(frame["_crm_id"]))
+
+    def _object_page(
+        self, records: dict[str, dict[str, object]], request: PullRequest, contact: bool
+    ) -> Page:
+        since = dt.datetime.fromisoformat(request.since) if request.since else None
+        rows = []
+        for crm_id, record in sorted(records.items()):
+            if since is not None and record["_modified_at"] < since:  # type: ignore[operator]
+                continue
+            row: dict[str, object] = {
+                "_crm_id": crm_id,
+                "_modified_at": record["_modified_at"],
+                "_lat": record.get("_lat"),
+                "_lon": record.get("_lon"),
+            }
+            if contact:
+                row["_company_id"] = record.get("_company_id")
+                row["_opted_out"] = bool(record.get("_opted_out", False))
+                row["_kind"] = "contact"
+            for name in request.fields:
+                value = record.get(name)
+                row[name] = None if value is None else str(value)
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            frame = pd.DataFrame(columns=["_crm_id", "_modified_at", *sorted(request.fields)])
+        marks = [r["_modified_at"] for r in records.values()]
+        watermark = max(marks).isoformat() if marks else None  # type: ignore[type-var]
+        return Page(frame, watermark, present_ids=frozenset(records))
+
+    def ensure_target(self, spec: TargetSpec, current: TargetRef | None, adopt: bool) -> TargetRef:
+        if current is None:
+            clash = [i for i, n in self.names.items() if n == spec.name]
+            if clash and not adopt:
+                raise TargetConflict(f"a list named {spec.name!r} exists")
+            if clash:
+                return TargetRef(clash[0], spec.name)
+            target_id = f"L{len(self.names) + 1}"
+            self.lists[target_id] = set()
+            self.names[target_id] = spec.name
+            self.calls.append(("create", target_id, (), ()))
+            return TargetRef(target_id, spec.name)
+        self.names[current.target_id] = spec.name
+        self.calls.append(("rename", current.target_id, (), ()))
+        return TargetRef(current.target_id, spec.name)
+
+    def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
+        applied = sum(1 for c in self.calls if c[0] == "apply")
+        if self.crash_after_calls is not None and applied >= self.crash_after_calls:
+            raise Crash("process killed")
+        self.calls.append(("apply", target.target_id, batch.adds, batch.removes))
+        failed = {i: self.reject[i] for i in batch.adds + batch.removes if i in self.reject}
+        members = self.lists[target.target_id]
+        members |= {i for i in batch.adds if i not in failed}
+        members -= {i for i in batch.removes if i not in failed}
+        return BatchResult(failed=failed, api_calls=1)
+
+    def members(self, target: TargetRef) -> Iterator[str]:
+        yield from sorted(self.lists[target.target_id])
+
+    def finish(self) -> None:
+        self.calls.append(("finish", "", (), ()))
+
+    def list_named(self, name: str) -> set[str]:
+        (target_id,) = [i for i, n in self.names.items() if n == name]
+        return self.lists[target_id]

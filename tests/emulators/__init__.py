@@ -1,0 +1,1 @@
+"""In-process CRM emulators (HubSpot, Salesforce) for end-to-end tests."""

@@ -1,21 +1,44 @@
 """CRM connectors behind one small Protocol (``connectors.base.Connector``).
 
 The registry below is explicit on purpose: adding a CRM means adding a module and one
-line here, and ``sync`` never imports a concrete connector by name.
+entry here (its ``[crm]`` keys, a settings parser and a factory); ``sync`` never imports
+a concrete connector by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors import csvfile
 from connectors.base import Connector
-from connectors.csvfile import CsvConnector, CsvSettings
+from segment_rules.tables import TableReader
 
-__all__ = ["CONNECTOR_TYPES", "Connector", "CsvConnector", "CsvSettings", "create"]
+__all__ = ["CONNECTOR_TYPES", "Connector", "ConnectorType", "create"]
 
-CONNECTOR_TYPES = ("csv",)
+
+@dataclass(frozen=True)
+class ConnectorType:
+    """How one ``[crm].type`` is configured and built."""
+
+    keys: tuple[str, ...]
+    parse: Callable[[TableReader, dict[str, Any], Path], object | None]
+    settings: type
+    build: Callable[[Any], Connector]
+
+
+CONNECTOR_TYPES: dict[str, ConnectorType] = {
+    "csv": ConnectorType(
+        csvfile.SETTINGS_KEYS, csvfile.parse_settings, csvfile.CsvSettings, csvfile.CsvConnector
+    ),
+}
 
 
 def create(settings: object) -> Connector:
     """Build the connector for parsed ``[crm]`` settings."""
-    if isinstance(settings, CsvSettings):
-        return CsvConnector(settings)
+    for kind in CONNECTOR_TYPES.values():
+        if isinstance(settings, kind.settings):
+            return kind.build(settings)
     raise TypeError(f"no connector for {type(settings).__name__}")

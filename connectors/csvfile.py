@@ -27,8 +27,9 @@ import pandas as pd
 
 from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
 from connectors.errors import ConnectorError, CrmDataError, TargetConflict
+from segment_rules.tables import TableReader
 
-__all__ = ["CsvConnector", "CsvSettings"]
+__all__ = ["SETTINGS_KEYS", "CsvConnector", "CsvSettings", "parse_settings"]
 
 PAGE_ROWS = 10_000
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -40,6 +41,10 @@ _EVENT_FILES = {
 _INDEX_COLUMNS = ["target_id", "name"]
 
 
+SETTINGS_KEYS = ("path", "output_dir", "batch_size")
+MAX_BATCH = 100_000
+
+
 @dataclass(frozen=True)
 class CsvSettings:
     """``[crm]`` settings for ``type = "csv"``."""
@@ -47,6 +52,24 @@ class CsvSettings:
     path: Path
     output_dir: Path
     batch_size: int = 1000
+
+
+def parse_settings(reader: TableReader, table: dict[str, object], base: Path) -> CsvSettings | None:
+    """Read the csv keys of ``[crm]``; paths are relative to the config file's folder."""
+    before = len(reader.problems)
+    folder = reader.string(table, "path", "crm", default="exports") or "exports"
+    output = reader.string(table, "output_dir", "crm", default=None)
+    batch = reader.integer(table, "batch_size", "crm", default=1000, minimum=1,
+                           maximum=MAX_BATCH) or 1000
+    if len(reader.problems) > before:
+        return None
+    path = base / folder
+    out = base / output if output else path / "segsync-out"
+    if out.resolve() == path.resolve():
+        reader.problem("crm.output_dir", "must not be the export folder itself",
+                       "segsync never writes over the input exports")
+        return None
+    return CsvSettings(path=path, output_dir=out, batch_size=batch)
 
 
 def _fail(file: Path, rows: pd.Series, message: str) -> CrmDataError:

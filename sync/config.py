@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors import CONNECTOR_TYPES, CsvSettings
+from connectors import CONNECTOR_TYPES
 from segment_rules.errors import Problem, RuleError
 from segment_rules.parse import parse_segments
 from segment_rules.schema import Segment
@@ -24,13 +24,11 @@ __all__ = ["Config", "StoreSettings", "SyncSettings", "load_config", "parse_conf
 
 TOP_KEYS = ("crm", "store", "sync", "segment")
 CRM_COMMON_KEYS = ("type", "name_prefix")
-CSV_KEYS = (*CRM_COMMON_KEYS, "path", "output_dir", "batch_size")
 STORE_KEYS = ("path", "memory_limit")
 SYNC_KEYS = ("schedule", "max_removal_fraction", "min_removals_to_guard",
              "activity_lookback_days", "lock_wait_seconds")
 SECRET_WORDS = re.compile(r"(token|secret|password|api_?key|private_?key)$", re.IGNORECASE)
 MEMORY_PATTERN = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-MAX_CSV_BATCH = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,8 @@ class SyncSettings:
 @dataclass(frozen=True)
 class Config:
     source: Path
-    crm: CsvSettings
+    #: The connector's settings object (``connectors.CONNECTOR_TYPES[type].settings``).
+    crm: object
     name_prefix: str
     store: StoreSettings
     sync: SyncSettings
@@ -106,7 +105,7 @@ def _reject_secrets(reader: TableReader, table: dict[str, Any], path: str) -> No
 
 def _parse_crm(
     reader: TableReader, table: dict[str, Any], base: Path
-) -> tuple[CsvSettings | None, str]:
+) -> tuple[object | None, str]:
     before = len(reader.problems)
     _reject_secrets(reader, table, "crm")
     reader.required(table, "type", "crm")
@@ -114,23 +113,14 @@ def _parse_crm(
     prefix = reader.string(table, "name_prefix", "crm", default="segsync: ") or ""
     if len(prefix) > 60:
         reader.problem("crm.name_prefix", "must be at most 60 characters")
-    if kind != "csv":
+    if kind is None:
         return None, prefix
-    reader.check_keys({k: v for k, v in table.items() if not SECRET_WORDS.search(k)},
-                      CSV_KEYS, "crm")
-    folder = reader.string(table, "path", "crm", default="exports") or "exports"
-    output = reader.string(table, "output_dir", "crm", default=None)
-    batch = reader.integer(table, "batch_size", "crm", default=1000, minimum=1,
-                           maximum=MAX_CSV_BATCH) or 1000
+    connector = CONNECTOR_TYPES[kind]
+    plain = {k: v for k, v in table.items() if not (SECRET_WORDS.search(k) and not k.endswith("_env"))}
+    reader.check_keys(plain, (*CRM_COMMON_KEYS, *connector.keys), "crm")
     if len(reader.problems) > before:
         return None, prefix
-    path = base / folder
-    out = base / output if output else path / "segsync-out"
-    if out.resolve() == path.resolve():
-        reader.problem("crm.output_dir", "must not be the export folder itself",
-                       "segsync never writes over the input exports")
-        return None, prefix
-    return CsvSettings(path=path, output_dir=out, batch_size=batch), prefix
+    return connector.parse(reader, table, base), prefix
 
 
 def _parse_store(reader: TableReader, raw: object, base: Path) -> StoreSettings | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors import CsvSettings
+from connectors.csvfile import CsvSettings
 from sync.config import load_config
 from sync.errors import ConfigError
 

@@ -22,7 +22,7 @@ Timestamps are naive UTC ``datetime64``; property values are text or missing (No
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -34,6 +34,7 @@ __all__ = [
     "Batch",
     "BatchResult",
     "Connector",
+    "FieldWriter",
     "Page",
     "PullRequest",
     "Stream",
@@ -154,4 +155,28 @@ class Connector(Protocol):
 
     def finish(self) -> None:
         """Flush anything the connector buffers once all batches are applied."""
+        ...
+
+    def api_usage(self) -> Mapping[str, int]:
+        """Requests sent since the connector was built, by endpoint label (for run records)."""
+        ...
+
+
+class FieldWriter(Protocol):
+    """Optional capability: write segment names into one multi-value field per contact.
+
+    HubSpot's multi-checkbox property and Salesforce's multi-select picklist work this
+    way. The engine sends each changed contact's *full* set of segment names, so the
+    connector never has to read current values first.
+    """
+
+    #: Most contacts one ``write_field`` call may carry.
+    max_field_batch: int
+
+    def ensure_field(self, options: Sequence[str]) -> None:
+        """Create the field if missing and make its options exactly ``options``."""
+        ...
+
+    def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> BatchResult:
+        """Set each contact's field to the given segment names (empty tuple clears it)."""
         ...

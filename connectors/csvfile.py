@@ -150,6 +150,10 @@ class CsvConnector:
     def __init__(self, settings: CsvSettings) -> None:
         self.settings = settings
         self.max_batch = settings.batch_size
+        self._writes = 0
+
+    def api_usage(self) -> dict[str, int]:
+        return {"list file writes": self._writes} if self._writes else {}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -284,6 +288,7 @@ class CsvConnector:
         updated = (current | set(batch.adds)) - set(batch.removes)
         _atomic_write(self._list_file(target.target_id),
                       pd.DataFrame({"contact_id": sorted(updated)}))
+        self._writes += 1
         return BatchResult(api_calls=1)
 
     def finish(self) -> None:

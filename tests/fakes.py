@@ -125,6 +125,9 @@ class FakeConnector:
     def finish(self) -> None:
         self.calls.append(("finish", "", (), ()))
 
+    def api_usage(self) -> dict[str, int]:
+        return {"apply": sum(1 for c in self.calls if c[0] == "apply")}
+
     def list_named(self, name: str) -> set[str]:
         (target_id,) = [i for i, n in self.names.items() if n == name]
         return self.lists[target_id]

@@ -28,6 +28,8 @@ from typing import Literal, Protocol
 
 import pandas as pd
 
+from segment_rules.schema import ACTIVITY_TYPES
+
 __all__ = [
     "ACTIVITY_TYPES",
     "STREAMS",
@@ -44,21 +46,6 @@ __all__ = [
 
 Stream = Literal["contacts", "companies", "purchases", "activities"]
 STREAMS: tuple[Stream, ...] = ("contacts", "companies", "purchases", "activities")
-
-#: Canonical activity types every connector maps its CRM's engagement kinds into.
-ACTIVITY_TYPES = (
-    "email_open",
-    "email_click",
-    "email_sent",
-    "call",
-    "meeting",
-    "form_submission",
-    "note",
-    "task",
-    "page_view",
-    "purchase",
-)
-
 
 @dataclass(frozen=True)
 class PullRequest:

@@ -1,21 +1,35 @@
 """segsync's segment rule language: parse TOML rules, validate them, evaluate them in SQL.
 
 This package depends on nothing else in segsync, so rules can be checked and tested on
-their own. ``parse_segments`` turns ``[[segment]]`` tables into a validated rule tree,
-``evaluate`` computes memberships over a DuckDB store in one pass.
+their own. ``parse_rules`` turns ``[[segment]]`` tables into validated segments (generators
+expanded), ``evaluate`` computes memberships over a DuckDB store in one pass and
+``explain`` says why one contact is or is not in each segment.
 """
 
 from segment_rules.errors import Problem, RuleError
-from segment_rules.evaluate import Tables, evaluate, referenced_fields
-from segment_rules.parse import parse_segments
-from segment_rules.schema import Segment
+from segment_rules.evaluate import (
+    Requirements,
+    Tables,
+    evaluate,
+    referenced_fields,
+    requirements,
+    top_values,
+)
+from segment_rules.parse import Rules, parse_rules, parse_segments
+from segment_rules.schema import PerValueGenerator, Segment
 
 __all__ = [
+    "PerValueGenerator",
     "Problem",
+    "Requirements",
     "RuleError",
+    "Rules",
     "Segment",
     "Tables",
     "evaluate",
+    "parse_rules",
     "parse_segments",
     "referenced_fields",
+    "requirements",
+    "top_values",
 ]

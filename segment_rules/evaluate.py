@@ -2,7 +2,9 @@
 
 The store hands over a connection and the names of its tables; evaluation writes the
 desired membership as a long temp table ``(sid SMALLINT, cid BIGINT)``, which the planner
-diffs against what was last applied. Nothing here loops over contacts in Python.
+diffs against what was last applied. Nothing here loops over contacts in Python: activity
+features are one ``GROUP BY`` over the events, RFM scores one window query per purchase
+window, and all segment flags one ``SELECT`` over the contacts.
 """
 
 from __future__ import annotations
@@ -14,16 +16,32 @@ from dataclasses import dataclass
 import duckdb
 
 from segment_rules.compile import (
+    ACTIVITY_ALIAS,
     COMPANY_ALIAS,
     CONTACT_ALIAS,
-    Predicate,
-    compile_condition,
+    Compiler,
     quote_ident,
 )
 from segment_rules.errors import Problem, RuleError
-from segment_rules.schema import Condition, PropertyCondition, Segment
+from segment_rules.parse import walk
+from segment_rules.schema import (
+    ActivityCondition,
+    NearCondition,
+    PerValueGenerator,
+    PropertyCondition,
+    RfmCondition,
+    Segment,
+)
 
-__all__ = ["Tables", "evaluate", "referenced_fields", "segment_predicate"]
+__all__ = [
+    "Requirements",
+    "Tables",
+    "evaluate",
+    "feature_joins",
+    "referenced_fields",
+    "requirements",
+    "top_values",
+]
 
 
 @dataclass(frozen=True)
@@ -32,37 +50,52 @@ class Tables:
 
     contacts: str = "contacts"
     companies: str = "companies"
-    contact_key: str = "_cid"
-    contact_company: str = "_company_id"
-    company_key: str = "_crm_id"
-    opted_out: str = "_opted_out"
+    events: str = "events"
 
 
-def _walk(condition: Condition) -> Iterable[PropertyCondition]:
-    if isinstance(condition, PropertyCondition):
-        yield condition
-    else:
-        for child in condition.children:
-            yield from _walk(child)
+@dataclass(frozen=True)
+class Requirements:
+    """What the rules read: the only data a pull fetches and the store keeps."""
+
+    contact_fields: frozenset[str]
+    company_fields: frozenset[str]
+    companies: bool
+    purchases: bool
+    activities: bool
+
+
+def _leaves(segments: Iterable[Segment]) -> Iterable[object]:
+    for segment in segments:
+        yield from walk(segment.rule)
+
+
+def requirements(
+    segments: Iterable[Segment], per_value: Iterable[PerValueGenerator] = ()
+) -> Requirements:
+    contact: set[str] = set()
+    company: set[str] = set()
+    near = purchases = activities = False
+    fields = [g.field for g in per_value]
+    for node in _leaves(segments):
+        if isinstance(node, PropertyCondition):
+            fields.append(node)
+        elif isinstance(node, NearCondition):
+            near = True
+        elif isinstance(node, RfmCondition):
+            purchases = True
+        elif isinstance(node, ActivityCondition):
+            purchases |= not node.types or "purchase" in node.types
+            activities |= not node.types or any(t != "purchase" for t in node.types)
+    for leaf in fields:
+        (company if leaf.on_company else contact).add(leaf.column)
+    return Requirements(frozenset(contact), frozenset(company), bool(company) or near,
+                        purchases, activities)
 
 
 def referenced_fields(segments: Iterable[Segment]) -> tuple[frozenset[str], frozenset[str]]:
-    """The (contact, company) fields the rules read: the only properties a pull fetches."""
-    contact: set[str] = set()
-    company: set[str] = set()
-    for segment in segments:
-        for leaf in _walk(segment.rule):
-            (company if leaf.on_company else contact).add(leaf.column)
-    return frozenset(contact), frozenset(company)
-
-
-def segment_predicate(segment: Segment, now: dt.datetime, tables: Tables = Tables()) -> Predicate:
-    """The full membership test of one segment, consent included."""
-    rule = compile_condition(segment.rule, now)
-    if not segment.exclude_opted_out:
-        return rule
-    consent = f"NOT coalesce({CONTACT_ALIAS}.{quote_ident(tables.opted_out)}, FALSE)"
-    return Predicate(f"({rule.sql} AND {consent})", rule.params)
+    """The (contact, company) fields the rules read."""
+    needs = requirements(segments)
+    return needs.contact_fields, needs.company_fields
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -76,16 +109,43 @@ def _check_columns(
     have_contact = _columns(conn, tables.contacts)
     have_company = _columns(conn, tables.companies)
     problems = []
-    for segment in segments:
-        for leaf in _walk(segment.rule):
-            have = have_company if leaf.on_company else have_contact
-            if leaf.column not in have:
-                problems.append(
-                    Problem(leaf.path, f"field '{leaf.field}' is not in the pulled CRM data",
-                            "check the field name, or run a full pull after adding it")
-                )
+    for node in _leaves(segments):
+        if not isinstance(node, PropertyCondition):
+            continue
+        have = have_company if node.on_company else have_contact
+        if node.column not in have:
+            problems.append(
+                Problem(node.path, f"field '{node.field}' is not in the pulled CRM data",
+                        "check the field name, or run a full pull after adding it")
+            )
     if problems:
         raise RuleError(problems)
+
+
+def feature_joins(
+    conn: duckdb.DuckDBPyConnection, compiler: Compiler, tables: Tables, only_cid: int | None = None
+) -> str:
+    """Build the activity/RFM temp tables the compiled rules use; return the FROM clause."""
+    joins = [
+        f"{quote_ident(tables.contacts)} AS {CONTACT_ALIAS}",
+        f"LEFT JOIN {quote_ident(tables.companies)} AS {COMPANY_ALIAS} "
+        f"ON {COMPANY_ALIAS}._crm_id = {CONTACT_ALIAS}._company_id",
+    ]
+    events = quote_ident(tables.events)
+    if only_cid is not None:
+        events = f"(SELECT * FROM {events} WHERE _cid = {int(only_cid)})"
+    activity = compiler.activity_table(events)
+    if activity is not None:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_activity AS {activity.sql}",
+                     list(activity.params))
+        joins.append(f"LEFT JOIN segment_activity AS {ACTIVITY_ALIAS} "
+                     f"ON {ACTIVITY_ALIAS}.cid = {CONTACT_ALIAS}._cid")
+    for window, alias in compiler.rfm_windows.items():
+        table = compiler.rfm_table(window, quote_ident(tables.events))
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_{alias} AS {table.sql}",
+                     list(table.params))
+        joins.append(f"LEFT JOIN segment_{alias} AS {alias} ON {alias}.cid = {CONTACT_ALIAS}._cid")
+    return " ".join(joins)
 
 
 def evaluate(
@@ -98,25 +158,20 @@ def evaluate(
 ) -> dict[str, int]:
     """Write ``target(sid, cid)`` with every segment's members; return sizes by key."""
     _check_columns(conn, segments, tables)
-    contacts = f"{quote_ident(tables.contacts)} AS {CONTACT_ALIAS}"
-    companies = f"{quote_ident(tables.companies)} AS {COMPANY_ALIAS}"
-    join = (
-        f"{COMPANY_ALIAS}.{quote_ident(tables.company_key)} = "
-        f"{CONTACT_ALIAS}.{quote_ident(tables.contact_company)}"
-    )
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {target} (sid SMALLINT, cid BIGINT)")
     if not segments:
         return {}
+    compiler = Compiler({s.key: s for s in segments}, now)
     flags: list[str] = []
     params: list[object] = []
     for index, segment in enumerate(segments):
-        predicate = segment_predicate(segment, now, tables)
+        predicate = compiler.membership(segment)
         flags.append(f"{predicate.sql} AS f{index}")
         params.extend(predicate.params)
+    source = feature_joins(conn, compiler, tables)
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE segment_flags AS SELECT "
-        f"{CONTACT_ALIAS}.{quote_ident(tables.contact_key)} AS cid, " + ", ".join(flags)
-        + f" FROM {contacts} LEFT JOIN {companies} ON {join}",
+        f"CREATE OR REPLACE TEMP TABLE segment_flags AS SELECT {CONTACT_ALIAS}._cid AS cid, "
+        + ", ".join(flags) + f" FROM {source}",
         params,
     )
     union = " UNION ALL ".join(
@@ -129,3 +184,18 @@ def evaluate(
     return {segment.key: int(counts.get(sids[segment.key], 0)) for segment in segments}
 
 
+def top_values(
+    conn: duckdb.DuckDBPyConnection, field: PropertyCondition, limit: int, tables: Tables = Tables()
+) -> list[str]:
+    """The ``limit`` most common non-empty values of a field (ties by value), for per_value."""
+    column = f"{COMPANY_ALIAS if field.on_company else CONTACT_ALIAS}.{quote_ident(field.column)}"
+    if field.column not in _columns(conn, tables.companies if field.on_company else tables.contacts):
+        return []
+    rows = conn.execute(
+        f"SELECT {column} AS v, count(*) AS n FROM {quote_ident(tables.contacts)} AS {CONTACT_ALIAS} "
+        f"LEFT JOIN {quote_ident(tables.companies)} AS {COMPANY_ALIAS} "
+        f"ON {COMPANY_ALIAS}._crm_id = {CONTACT_ALIAS}._company_id "
+        f"WHERE {column} IS NOT NULL AND trim({column}) <> '' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [str(value) for value, _ in rows]

@@ -73,10 +73,17 @@ def apply_plan(
             log.warning("skipped %s: %s", change.key, change.blocked)
             store.record_segment_run(run_id, change.key, change.before, 0, 0, 0, "blocked")
             continue
-        target = _target(store, connector, change.key, name_prefix + change.name)
         failed = 0
         adds = planned_ids(store, "plan_adds", sid)
         removes = planned_ids(store, "plan_removes", sid)
+        if change.store_only:
+            store.record_batch(run_id, change.key, sid, adds, removes, {})
+            result.adds += len(adds)
+            result.removes += len(removes)
+            store.record_segment_run(run_id, change.key, change.after, change.adds,
+                                     change.removes, 0, "stored")
+            continue
+        target = _target(store, connector, change.key, name_prefix + change.name)
         for batch in make_batches(removes, adds, connector.max_batch):
             outcome = connector.apply(target, batch)
             store.record_batch(run_id, change.key, sid, batch.adds, batch.removes, outcome.failed)

@@ -19,6 +19,7 @@ from pathlib import Path
 from connectors import create
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
+from segment_rules import requirements
 from segment_rules.errors import RuleError
 from sync.config import Config, load_config
 from sync.engine import run_plan, run_pull, run_sync
@@ -26,6 +27,7 @@ from sync.errors import SegsyncError
 from sync.lock import store_lock
 from sync.log import Progress, setup_logging
 from sync.output import render_plan, render_result, render_status
+from sync.pull import stream_fields
 from sync.store import Store
 
 __all__ = ["EXIT_CODES", "main"]
@@ -80,9 +82,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"Config {config.source}: OK, {len(config.segments)} segment(s)")
     for line in create(config.crm).check():
         print(f"CRM: {line}")
-    from sync.pull import stream_fields
-
-    for stream, fields in stream_fields(config.segments).items():
+    needs = requirements(config.segments, config.per_value)
+    for stream, fields in stream_fields(needs).items():
         if fields:
             print(f"Fields read from {stream}: {', '.join(sorted(fields))}")
     return OK

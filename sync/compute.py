@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from segment_rules import evaluate
-from segment_rules.schema import Segment
+from segment_rules import evaluate, top_values
+from segment_rules.generators import expand_per_value
+from segment_rules.schema import PerValueGenerator, Segment
 from sync.config import SyncSettings
 from sync.errors import StoreError
 from sync.plan import Plan, SegmentChange, guard_reason
 from sync.store import Store
 
-__all__ = ["compute_plan", "planned_ids"]
+__all__ = ["compute_plan", "expand_segments", "planned_ids"]
 
 
 def compute_plan(
@@ -27,11 +28,13 @@ def compute_plan(
     settings: SyncSettings,
     *,
     force: bool = False,
+    per_value: Sequence[PerValueGenerator] = (),
 ) -> Plan:
     """Evaluate, diff and guard; leaves ``plan_adds``/``plan_removes`` for the apply step."""
     collisions = store.key_collisions()
     if collisions:
         raise StoreError(f"contact ids share a store key: {', '.join(collisions[:3])}")
+    segments = expand_segments(store, segments, per_value)
     sids = store.segment_ids(s.key for s in segments)
     after = evaluate(store.conn, segments, sids, now)
     conn = store.conn
@@ -69,11 +72,23 @@ def compute_plan(
                 removes=lost,
                 blocked=guard_reason(size, lost, settings.max_removal_fraction,
                                      settings.min_removals_to_guard, force),
+                store_only=segment.store_only,
             )
         )
     configured = {s.key for s in segments}
     orphans = tuple(k for k in store.targets() if k not in configured)
     return Plan(tuple(changes), orphans)
+
+
+def expand_segments(
+    store: Store, segments: Sequence[Segment], per_value: Sequence[PerValueGenerator]
+) -> list[Segment]:
+    """Static segments plus the per-value ones, whose values come from the data."""
+    expanded = list(segments)
+    for generator in per_value:
+        values = top_values(store.conn, generator.field, generator.top)
+        expanded.extend(expand_per_value(generator, values))
+    return expanded
 
 
 def _counts(store: Store, table: str) -> dict[int, int]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from connectors import CONNECTOR_TYPES
 from segment_rules.errors import Problem, RuleError
-from segment_rules.parse import parse_segments
-from segment_rules.schema import Segment
+from segment_rules.parse import parse_rules
+from segment_rules.schema import PerValueGenerator, Segment
 from segment_rules.tables import TableReader, key_path
 from sync.errors import ConfigError
 
@@ -57,6 +57,8 @@ class Config:
     store: StoreSettings
     sync: SyncSettings
     segments: tuple[Segment, ...]
+    #: One-segment-per-value blocks, expanded against the store at compute time.
+    per_value: tuple[PerValueGenerator, ...] = ()
 
 
 def load_config(path: Path) -> Config:
@@ -85,12 +87,12 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
     crm, prefix = _parse_crm(reader, crm_table or {}, base) if crm_table is not None else (None, "")
     store = _parse_store(reader, data.get("store", {}), base)
     sync = _parse_sync(reader, data.get("sync", {}))
-    segments = parse_segments(data.get("segment"), problems)
-    if not segments and "segment" not in data:
+    rules = parse_rules(data.get("segment"), problems)
+    if not rules.segments and not rules.per_value and "segment" not in data:
         reader.problem("segment", "no segments are defined", "add at least one [[segment]]")
     if problems or crm is None or store is None or sync is None:
         raise ConfigError(RuleError(problems, str(source)).render())
-    return Config(source, crm, prefix, store, sync, tuple(segments))
+    return Config(source, crm, prefix, store, sync, rules.segments, rules.per_value)
 
 
 def _reject_secrets(reader: TableReader, table: dict[str, Any], path: str) -> None:

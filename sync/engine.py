@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from connectors.base import Connector
 from connectors.redact import scrub
+from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
 from sync.compute import compute_plan
 from sync.config import Config
@@ -47,7 +48,7 @@ def _pull(
     progress: Progress | None,
 ) -> PullResult:
     result = pull_all(
-        store, connector, config.segments, now=clock(),
+        store, connector, requirements(config.segments, config.per_value), now=clock(),
         lookback_days=config.sync.activity_lookback_days, full=full, force=force,
         progress=progress.pulled if progress else None,
     )
@@ -71,7 +72,8 @@ def run_pull(
 
 
 def run_plan(config: Config, store: Store, *, force: bool = False, clock: Clock = utc_now) -> Plan:
-    return compute_plan(store, config.segments, clock(), config.sync, force=force)
+    return compute_plan(store, config.segments, clock(), config.sync, force=force,
+                        per_value=config.per_value)
 
 
 def run_sync(

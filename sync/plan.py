@@ -27,6 +27,8 @@ class SegmentChange:
     adds: int
     removes: int
     blocked: str | None = None
+    #: Kept in the store only (a holdout's control group), never written to the CRM.
+    store_only: bool = False
 
     @property
     def changed(self) -> bool:

@@ -1,9 +1,9 @@
 """Pull: move records changed since the last watermark from the CRM into the store.
 
 Each stream (companies, contacts, purchases, activities) has its own watermark. Only the
-fields the rules read are requested; when the rules start reading a new field, that
-stream is pulled in full once so old records get the value too, and fields no rule
-reads any more are dropped from the store.
+fields the rules read are requested and only the streams they need are pulled; when the
+rules start reading a new field or stream, it is pulled in full once so old records get
+the value too, and data no rule reads any more is dropped from the store.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from connectors.base import STREAMS, Connector, Page, PullRequest, Stream
-from segment_rules import referenced_fields
-from segment_rules.schema import Segment
+from segment_rules import Requirements
 from sync.errors import SafetyGuardTripped
 from sync.store import Store
 
-__all__ = ["PullResult", "pull_all", "stream_fields"]
+__all__ = ["PullResult", "needed_streams", "pull_all", "stream_fields"]
 
 log = logging.getLogger("segsync.pull")
 
@@ -44,14 +43,24 @@ class PullResult:
         return sum(self.records.values())
 
 
-def stream_fields(segments: Iterable[Segment]) -> dict[Stream, frozenset[str]]:
-    contact, company = referenced_fields(segments)
+def stream_fields(needs: Requirements) -> dict[Stream, frozenset[str]]:
     return {
-        "contacts": contact | ALWAYS_PULLED,
-        "companies": company,
+        "contacts": needs.contact_fields | ALWAYS_PULLED,
+        "companies": needs.company_fields,
         "purchases": frozenset(),
         "activities": frozenset(),
     }
+
+
+def needed_streams(needs: Requirements) -> set[Stream]:
+    wanted: set[Stream] = {"contacts"}
+    if needs.companies:
+        wanted.add("companies")
+    if needs.purchases:
+        wanted.add("purchases")
+    if needs.activities:
+        wanted.add("activities")
+    return wanted
 
 
 def _batched(pages: Iterable[Page]) -> Iterator[Page]:
@@ -84,7 +93,7 @@ def _combine(pages: Sequence[Page]) -> Page:
 def pull_all(
     store: Store,
     connector: Connector,
-    segments: Sequence[Segment],
+    needs: Requirements,
     *,
     now: dt.datetime,
     lookback_days: int,
@@ -92,10 +101,14 @@ def pull_all(
     force: bool = False,
     progress: Progress | None = None,
 ) -> PullResult:
-    fields = stream_fields(segments)
+    fields = stream_fields(needs)
+    wanted = needed_streams(needs)
     events_since = now - dt.timedelta(days=lookback_days)
     result = PullResult({}, {})
     for stream in PULL_ORDER:
+        if stream not in wanted:
+            store.clear_stream(stream)
+            continue
         since, had_fields = store.watermark(stream)
         refetch = full or since is None or not fields[stream] <= had_fields
         if stream in ("contacts", "companies"):

@@ -216,8 +216,15 @@ class Store:
             return None, frozenset()
         return row[0], frozenset(json.loads(row[1] or "[]"))
 
-    def reset_watermark(self, stream: Stream) -> None:
-        self.conn.execute("DELETE FROM watermarks WHERE stream = ?", [stream])
+    def clear_stream(self, stream: Stream) -> None:
+        """Forget a stream no rule reads: its rows and watermark (a later need refetches it)."""
+        table = _RECORD_TABLE[stream]
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM watermarks WHERE stream = ?", [stream])
+            if table == "events":
+                conn.execute("DELETE FROM events WHERE _stream = ?", [stream])
+            elif table == "companies":
+                conn.execute("DELETE FROM companies")
 
     def count(self, table: str) -> int:
         row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()

@@ -34,6 +34,7 @@ from segment_rules.schema import (
 )
 
 __all__ = [
+    "DEFAULT_TABLES",
     "Requirements",
     "Tables",
     "evaluate",
@@ -51,6 +52,9 @@ class Tables:
     contacts: str = "contacts"
     companies: str = "companies"
     events: str = "events"
+
+
+DEFAULT_TABLES = Tables()
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ from connectors import create
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
 from segment_rules import requirements
-from segment_rules.errors import RuleError
+from segment_rules.errors import RuleError, did_you_mean
+from segment_rules.explain import explain_contacts, render
+from sync.compute import expand_segments
 from sync.config import Config, load_config
-from sync.engine import run_plan, run_pull, run_sync
+from sync.engine import run_plan, run_pull, run_sync, utc_now
 from sync.errors import SegsyncError
 from sync.lock import store_lock
 from sync.log import Progress, setup_logging
@@ -154,6 +156,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store, close = _open(config, args)
+    try:
+        segments = expand_segments(store, config.segments, config.per_value)
+        keys = {s.key for s in segments}
+        if args.segment and args.segment not in keys:
+            hint = did_you_mean(args.segment, keys)
+            raise SegsyncError(f"no segment {args.segment!r}" + (f" ({hint})" if hint else ""))
+        found = explain_contacts(store.conn, segments, [args.contact], utc_now())
+    finally:
+        close()
+    if args.contact not in found:
+        raise SegsyncError(f"contact {args.contact!r} is not in the store (use the CRM's record "
+                           "id, and run `segsync pull` first)")
+    shown = [e for e in found[args.contact] if not args.segment or e.segment.key == args.segment]
+    print(render(args.contact, shown))
+    return OK
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=os.environ.get("SEGSYNC_CONFIG", DEFAULT_CONFIG),
@@ -193,6 +215,10 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--force", action="store_true",
                              help="override the safety guards")
     add("status", cmd_status, "last runs, segment sizes and their trend, failed records")
+    explain = add("explain", cmd_explain,
+                  "which segments a contact is in, and which conditions decided it")
+    explain.add_argument("contact", help="the contact's CRM record id")
+    explain.add_argument("--segment", metavar="KEY", help="explain one segment only")
     return parser
 
 

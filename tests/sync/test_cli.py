@@ -41,7 +41,7 @@ def test_sync_on_the_sample_data_then_nothing_to_do(
     config = demo_config(tmp_path)
     code, out, err = run(capsys, "sync", "--config", str(config))
     assert code == 0, err
-    assert "Plan: 9 segment(s)" in out
+    assert "Plan: 32 segment(s)" in out
     assert "Result: run 1 ok" in out
     memberships = pd.read_csv(tmp_path / "segsync-out" / "memberships.csv", dtype=str)
     assert memberships.groupby("segment_key").size()["promoters"] > 100
@@ -183,4 +183,4 @@ def test_the_installed_console_script_runs(tmp_path: Path) -> None:
     done = subprocess.run([str(script), "plan", "--config", str(demo_config(tmp_path))],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert "Plan: 9 segment(s)" in done.stdout
+    assert "Plan: 32 segment(s)" in done.stdout

@@ -44,14 +44,14 @@ def test_sync_on_the_sample_data_then_nothing_to_do(
     assert "Plan: 32 segment(s)" in out
     assert "Result: run 1 ok" in out
     memberships = pd.read_csv(tmp_path / "segsync-out" / "memberships.csv", dtype=str)
-    assert memberships.groupby("segment_key").size()["promoters"] > 100
+    assert memberships.groupby("segment_key").size()["nps-promoters"] > 100
     code, out, _ = run(capsys, "sync", "--config", str(config))
     assert code == 0
     assert "+0 / -0 membership change(s)" in out
     assert "0 write call(s)" in out
     code, out, _ = run(capsys, "status", "--config", str(config))
     assert code == 0
-    assert "promoters:" in out
+    assert "nps-promoters:" in out
     assert "Failed records waiting for retry: 0" in out
 
 

@@ -190,6 +190,7 @@ def explain_contacts(
         f"SELECT {CONTACT_ALIAS}._crm_id, " + ", ".join(columns) + f" FROM {source}{where}",
         params,
     ).fetchall()
+    texts = {id(node): describe(node) for s in segments for node in walk(s.rule)}
     result: dict[str, list[Explanation]] = {}
     for row in rows:
         crm_id, values = str(row[0]), row[1:]
@@ -201,7 +202,7 @@ def explain_contacts(
         for index, segment in enumerate(segments):
             consent = bool(values[offset + 2 * index])
             control_raw = values[offset + 2 * index + 1]
-            tree = _tree(segment.rule, leaf_results)
+            tree = _tree(segment.rule, leaf_results, texts)
             control = None if control_raw is None else bool(control_raw)
             matched = tree.passed and consent
             if segment.control_of is not None:
@@ -214,18 +215,20 @@ def explain_contacts(
     return result
 
 
-def _tree(condition: Condition, results: Mapping[int, tuple[bool, object]]) -> Check:
+def _tree(
+    condition: Condition, results: Mapping[int, tuple[bool, object]], texts: Mapping[int, str]
+) -> Check:
     if isinstance(condition, Group):
-        children = tuple(_tree(child, results) for child in condition.children)
+        children = tuple(_tree(child, results, texts) for child in condition.children)
         if condition.kind == "not":
             passed = not children[0].passed
         elif condition.kind == "all":
             passed = all(c.passed for c in children)
         else:
             passed = any(c.passed for c in children)
-        return Check(describe(condition), passed, None, children)
+        return Check(texts[id(condition)], passed, None, children)
     passed, raw = results[id(condition)]
-    return Check(describe(condition), passed, _shown(condition, raw))
+    return Check(texts[id(condition)], passed, _shown(condition, raw))
 
 
 def render(crm_id: str, explanations: Sequence[Explanation]) -> str:

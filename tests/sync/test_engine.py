@@ -214,3 +214,47 @@ def test_target_created_just_before_a_kill_is_adopted_not_duplicated(tmp_path: P
     sync(config, crm)
     assert sorted(crm.names.values()) == ["segsync: Adults", "segsync: Berlin"]
     assert crm.list_named("segsync: Berlin") == {"1", "2", "4", "6", "7"}
+
+
+HOLDOUT = """
+[crm]
+type = "csv"
+[store]
+path = "store.duckdb"
+
+[[segment]]
+key = "everyone"
+name = "Everyone"
+holdout_percent = 30
+all = []
+"""
+
+
+def test_holdout_control_group_is_stored_but_not_written(tmp_path: Path) -> None:
+    crm = FakeConnector()
+    for i in range(40):
+        crm.put_contact(str(i), age=30)
+    config = make_config(tmp_path, HOLDOUT)
+    outcome = sync(config, crm)
+    sizes = {c.key: c.after for c in outcome.plan.segments}
+    assert sizes["everyone"] + sizes["everyone-control"] == 40
+    assert 0 < sizes["everyone-control"] < 40
+    assert crm.list_named("segsync: Everyone")
+    assert len(crm.list_named("segsync: Everyone")) == sizes["everyone"]
+    assert "segsync: Everyone (control)" not in crm.names.values()
+    with Store.open(config.store.path) as store:
+        stored = store.conn.execute(
+            "SELECT count(*) FROM applied a JOIN segments s USING (sid) WHERE s.key = 'everyone-control'"
+        ).fetchone()
+    assert stored == (sizes["everyone-control"],)
+    assert sync(config, crm).plan.adds == 0
+
+
+def test_holdout_target_writes_the_control_list(tmp_path: Path) -> None:
+    crm = FakeConnector()
+    for i in range(40):
+        crm.put_contact(str(i), age=30)
+    sync(make_config(tmp_path, HOLDOUT + "holdout_target = true\n"), crm)
+    control = crm.list_named("segsync: Everyone (control)")
+    assert control
+    assert not control & crm.list_named("segsync: Everyone")

@@ -46,7 +46,7 @@ def make_store(
         store.keep_properties("companies", company_fields)
         frame = pd.DataFrame([
             {"_crm_id": cid, "_modified_at": NOW,
-             **{k: (v if k.startswith("_") else str(v)) for k, v in props.items()}}
+             **{k: (v if k.startswith("_") or v is None else str(v)) for k, v in props.items()}}
             for cid, props in companies.items()
         ])
         store.write_page("companies", Page(frame), company_fields)

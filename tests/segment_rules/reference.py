@@ -7,11 +7,24 @@ small value pool the property tests draw from.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 
 from segment_rules.operators import OPERATORS, kind_of
-from segment_rules.schema import Condition, Group, PropertyCondition, Segment
+from segment_rules.schema import (
+    ActivityCondition,
+    Condition,
+    Group,
+    NearCondition,
+    PropertyCondition,
+    Segment,
+    SegmentRef,
+)
 
 Row = dict[str, str | None]
+#: (type, timestamp, amount) per contact
+Events = dict[str, list[tuple[str, dt.datetime, float | None]]]
+Points = dict[str, tuple[float, float] | None]
 
 TRUE_WORDS = {"true", "1", "yes", "y", "t"}
 FALSE_WORDS = {"false", "0", "no", "n", "f"}
@@ -93,11 +106,63 @@ def leaf(cond: PropertyCondition, row: Row, company: Row | None, now: dt.datetim
     return bool(result)
 
 
-def holds(cond: Condition, row: Row, company: Row | None, now: dt.datetime) -> bool:
+@dataclass
+class World:
+    segments: dict[str, Segment]
+    events: Events
+    points: Points
+    company_points: dict[str, tuple[float, float] | None]
+    opted_out: set[str]
+
+
+def activity(cond: ActivityCondition, crm_id: str, world: World, now: dt.datetime) -> bool:
+    chosen = [
+        (ts, amount) for kind, ts, amount in world.events.get(crm_id, [])
+        if (not cond.types or kind in cond.types) and ts <= now
+        and (cond.within_days is None or ts >= now - dt.timedelta(days=cond.within_days))
+    ]
+    if cond.metric == "count":
+        value: float | None = float(len(chosen))
+    elif cond.metric == "sum_amount":
+        value = float(sum(a for _, a in chosen if a is not None))
+    else:
+        value = float((now.date() - max(ts for ts, _ in chosen).date()).days) if chosen else None
+    if value is None:
+        return cond.op == "ne"
+    target = cond.value
+    if isinstance(target, tuple):
+        return target[0] <= value <= target[1]
+    return {"eq": value == target, "ne": value != target, "gt": value > target,
+            "gte": value >= target, "lt": value < target, "lte": value <= target}[cond.op]
+
+
+def km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(
+        (lon2 - lon1) / 2) ** 2
+    return 12742.0176 * math.asin(math.sqrt(h))
+
+
+def holds(cond: Condition, row: Row, company: Row | None, now: dt.datetime,
+          crm_id: str = "", world: World | None = None, company_id: str | None = None) -> bool:
     if isinstance(cond, PropertyCondition):
         return leaf(cond, row, company, now)
+    if isinstance(cond, ActivityCondition):
+        assert world is not None
+        return activity(cond, crm_id, world, now)
+    if isinstance(cond, NearCondition):
+        assert world is not None
+        where = world.points.get(crm_id) or (world.company_points.get(company_id or "")
+                                             if company_id else None)
+        return where is not None and min(km(where, p) for p in cond.points) <= cond.km
+    if isinstance(cond, SegmentRef):
+        assert world is not None
+        target = world.segments[cond.key]
+        inside = holds(target.rule, row, company, now, crm_id, world, company_id) and not (
+            target.exclude_opted_out and crm_id in world.opted_out)
+        return not inside if cond.negate else inside
     assert isinstance(cond, Group)
-    results = [holds(c, row, company, now) for c in cond.children]
+    results = [holds(c, row, company, now, crm_id, world, company_id) for c in cond.children]
     if cond.kind == "not":
         return not results[0]
     return all(results) if cond.kind == "all" else any(results)
@@ -105,7 +170,7 @@ def holds(cond: Condition, row: Row, company: Row | None, now: dt.datetime) -> b
 
 def members(
     segment: Segment, rows: dict[str, Row], companies: dict[str, Row], opted_out: set[str],
-    company_of: dict[str, str | None], now: dt.datetime,
+    company_of: dict[str, str | None], now: dt.datetime, world: World | None = None,
 ) -> set[str]:
     out = set()
     for crm_id, row in rows.items():
@@ -113,6 +178,6 @@ def members(
             continue
         company_id = company_of.get(crm_id)
         company = companies.get(company_id) if company_id else None
-        if holds(segment.rule, row, company, now):
+        if holds(segment.rule, row, company, now, crm_id, world, company_id):
             out.add(crm_id)
     return out

@@ -14,9 +14,17 @@ from hypothesis import strategies as st
 from connectors.base import Page
 from segment_rules import evaluate, parse_segments
 from segment_rules.errors import Problem, RuleError
-from segment_rules.schema import Group, PropertyCondition, Segment
+from segment_rules.schema import (
+    ActivityCondition,
+    Group,
+    NearCondition,
+    PropertyCondition,
+    Segment,
+    SegmentRef,
+)
 from sync.store import Store, contact_key
-from tests.segment_rules.reference import members
+from tests.segment_rules import helpers
+from tests.segment_rules.reference import Events, World, members
 
 NOW = dt.datetime(2026, 6, 1, 12, 0)
 
@@ -167,8 +175,27 @@ def leaves(draw: st.DrawFn) -> PropertyCondition:
     return PropertyCondition(field, op, draw(st.sampled_from(SCALARS)))
 
 
+@st.composite
+def activity_leaves(draw: st.DrawFn) -> ActivityCondition:
+    types = tuple(sorted(set(draw(st.lists(st.sampled_from(EVENT_TYPES), max_size=2)))))
+    metric = draw(st.sampled_from(["count", "count", "sum_amount", "days_since_last"]))
+    if metric == "sum_amount":
+        types = ("purchase",)
+    within = None if metric == "days_since_last" else draw(st.sampled_from([None, 1, 30, 365]))
+    op = draw(st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte", "between"]))
+    value: float | tuple[float, float] = (
+        (0.0, 2.0) if op == "between" else float(draw(st.sampled_from([0, 1, 2, 30, 100]))))
+    return ActivityCondition(types, metric, op, value, within)  # type: ignore[arg-type]
+
+
+near_leaves = st.builds(
+    lambda points, km: NearCondition(tuple(points), km),
+    st.lists(st.sampled_from([(52.52, 13.405), (48.14, 11.58)]), min_size=1, max_size=2),
+    st.sampled_from([1.0, 10.0, 600.0]),
+)
+
 trees = st.recursive(
-    leaves(),
+    st.one_of(leaves(), leaves(), activity_leaves(), near_leaves),
     lambda children: st.one_of(
         st.builds(lambda c: Group("all", tuple(c)), st.lists(children, min_size=0, max_size=3)),
         st.builds(lambda c: Group("any", tuple(c)), st.lists(children, min_size=1, max_size=3)),
@@ -178,31 +205,56 @@ trees = st.recursive(
 )
 
 rows = st.fixed_dictionaries({f: st.sampled_from(TEXT_VALUES) for f in FIELDS})
+EVENT_TYPES = ["email_open", "purchase", "call"]
+events_of = st.lists(
+    st.tuples(st.sampled_from(EVENT_TYPES), st.sampled_from([-1, 0, 1, 29, 30, 31, 400]),
+              st.sampled_from([None, 5.0, 120.0])),
+    max_size=4,
+)
+places = st.sampled_from([None, (52.50, 13.40), (52.0, 13.0), (48.15, 11.6)])
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     rules=st.lists(trees, min_size=1, max_size=4),
-    people=st.lists(rows, min_size=4, max_size=24),
+    links=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=4, max_size=4),
+    people=st.lists(st.tuples(rows, events_of, places), min_size=4, max_size=24),
     company=st.sampled_from(TEXT_VALUES),
+    company_place=places,
     opted=st.sets(st.integers(0, 23)),
 )
 def test_sql_matches_the_reference_evaluator(
-    rules: list, people: list, company: str | None, opted: set[int]
+    rules: list, links: list, people: list, company: str | None,
+    company_place: tuple[float, float] | None, opted: set[int],
 ) -> None:
-    data = {str(i): {f: row.get(f) for f in FIELDS} for i, row in enumerate(people)}
-    companies = {"k": {"a": company}}
+    data = {str(i): {f: row.get(f) for f in FIELDS} for i, (row, _, _) in enumerate(people)}
+    events: Events = {
+        str(i): [(kind, helpers.days_ago(days), amount if kind == "purchase" else None)
+                 for kind, days, amount in evs]
+        for i, (_, evs, _) in enumerate(people)
+    }
+    points = {str(i): place for i, (_, _, place) in enumerate(people)}
     company_of: dict[str, str | None] = {i: ("k" if int(i) % 2 else None) for i in data}
     opted_out = {str(i) for i in opted if str(i) in data}
-    segments = [Segment(f"s{i}", f"S{i}", rule, exclude_opted_out=i % 2 == 0)
-                for i, rule in enumerate(rules)]
-    with Store.in_memory() as store:
-        load(store, data, companies, company_of, opted_out)
-        sids = {s.key: i + 1 for i, s in enumerate(segments)}
-        evaluate(store.conn, segments, sids, NOW)
-        got = store.conn.execute("SELECT sid, cid FROM desired").fetchall()
-    keys = {contact_key(i): i for i in data}
+    segments: list[Segment] = []
+    for i, rule in enumerate(rules):
+        use_link, negate = links[i]
+        if i and use_link:
+            rule = Group("all", (rule, SegmentRef(f"s{i - 1}", negate)))
+        segments.append(Segment(f"s{i}", f"S{i}", rule, exclude_opted_out=i % 2 == 0))
+    store_people = {
+        i: {**row, "_company_id": company_of[i], "_opted_out": i in opted_out,
+            "_lat": points[i][0] if points[i] else None, "_lon": points[i][1] if points[i] else None}
+        for i, row in data.items()
+    }
+    company_row: dict[str, object] = {"a": company}
+    if company_place:
+        company_row.update({"_lat": company_place[0], "_lon": company_place[1]})
+    flat = [(cid, kind, ts, amount) for cid, evs in events.items() for kind, ts, amount in evs]
+    with helpers.make_store(store_people, {"k": company_row}, flat) as store:
+        got = helpers.members(store, segments, now=helpers.NOW)
+    world = World({s.key: s for s in segments}, events, points, {"k": company_place}, opted_out)
     for seg in segments:
-        actual = {keys[cid] for sid, cid in got if sid == sids[seg.key]}
-        expected = members(seg, data, companies, opted_out, company_of, NOW)
-        assert actual == expected, seg.rule
+        expected = members(seg, data, {"k": {"a": company}}, opted_out, company_of, helpers.NOW,
+                           world)
+        assert got[seg.key] == expected, seg.rule

@@ -233,7 +233,14 @@ class Compiler:
             aggregate = {"count": "count(*)", "sum_amount": "sum(amount)",
                          "days_since_last": "max(ts)"}[metric]
             columns.append(f"{aggregate} FILTER (WHERE {' AND '.join(filters)}) AS {name}")
-        return Predicate(f"SELECT {', '.join(columns)} FROM {events} GROUP BY {key}", tuple(params))
+        windows = [within for (_, _, within) in self.features]
+        scope = ""
+        if None not in windows:  # every feature is windowed: older events need not be read
+            scope = " WHERE ts >= ?"
+            params.append(self.now - dt.timedelta(days=max(w for w in windows if w is not None)))
+        return Predicate(
+            f"SELECT {', '.join(columns)} FROM {events}{scope} GROUP BY {key}", tuple(params)
+        )
 
     def rfm_table(self, window_days: int, events: str, key: str = "_cid") -> Predicate:
         """Scores 1-5 per buyer; ties share the lower score (``rank``), so one-time buyers are F=1."""

@@ -14,7 +14,6 @@ from segment_rules import evaluate, top_values
 from segment_rules.generators import expand_per_value
 from segment_rules.schema import PerValueGenerator, Segment
 from sync.config import SyncSettings
-from sync.errors import StoreError
 from sync.plan import Plan, SegmentChange, guard_reason
 from sync.store import Store
 
@@ -31,18 +30,13 @@ def compute_plan(
     per_value: Sequence[PerValueGenerator] = (),
 ) -> Plan:
     """Evaluate, diff and guard; leaves ``plan_adds``/``plan_removes`` for the apply step."""
-    collisions = store.key_collisions()
-    if collisions:
-        raise StoreError(f"contact ids share a store key: {', '.join(collisions[:3])}")
     segments = expand_segments(store, segments, per_value)
     sids = store.segment_ids(s.key for s in segments)
     after = evaluate(store.conn, segments, sids, now)
     conn = store.conn
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE plan_adds AS "
-        "SELECT d.sid, c._crm_id AS crm_id FROM desired d "
-        "ANTI JOIN applied a ON a.sid = d.sid AND a.cid = d.cid "
-        "JOIN contacts c ON c._cid = d.cid"
+        "SELECT d.sid, d.cid FROM desired d ANTI JOIN applied a ON a.sid = d.sid AND a.cid = d.cid"
     )
     mirror = [sids[s.key] for s in segments if s.mode == "mirror"] or [-1]
     marks = ", ".join("?" for _ in mirror)
@@ -98,7 +92,11 @@ def _counts(store: Store, table: str) -> dict[int, int]:
 
 def planned_ids(store: Store, table: str, sid: int) -> list[str]:
     """The CRM ids one segment must gain (``plan_adds``) or lose (``plan_removes``)."""
+    source = (
+        "(SELECT p.sid, c._crm_id AS crm_id FROM plan_adds p JOIN contacts c ON c._cid = p.cid)"
+        if table == "plan_adds" else table
+    )
     rows = store.conn.execute(
-        f"SELECT crm_id FROM {table} WHERE sid = ? ORDER BY crm_id", [sid]
+        f"SELECT crm_id FROM {source} WHERE sid = ? ORDER BY crm_id", [sid]
     ).fetchall()
     return [str(r[0]) for r in rows]

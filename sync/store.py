@@ -262,8 +262,19 @@ class Store:
         try:
             conn.execute(f"DELETE FROM {table} WHERE _crm_id IN (SELECT _crm_id FROM page)")
             conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM page")
+            if table == "contacts":
+                self._check_keys(conn)
         finally:
             conn.unregister("page")
+
+    def _check_keys(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Two CRM ids hashing to one store key would merge two people: refuse (never seen)."""
+        clash = conn.execute(
+            "SELECT min(_crm_id), max(_crm_id) FROM contacts WHERE _cid IN (SELECT _cid FROM page) "
+            "GROUP BY _cid HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if clash:
+            raise StoreError(f"contact ids {clash[0]} and {clash[1]} share a store key")
 
     def _write_events(
         self, conn: duckdb.DuckDBPyConnection, stream: Stream, records: pd.DataFrame
@@ -340,12 +351,6 @@ class Store:
     def drop_events_before(self, stream: Stream, cutoff: dt.datetime) -> None:
         """Keep the store bounded: events older than the look-back window are never read."""
         self.conn.execute("DELETE FROM events WHERE _stream = ? AND ts < ?", [stream, cutoff])
-
-    def key_collisions(self) -> list[str]:
-        rows = self.conn.execute(
-            "SELECT min(_crm_id), max(_crm_id) FROM contacts GROUP BY _cid HAVING count(*) > 1"
-        ).fetchall()
-        return [f"{a} / {b}" for a, b in rows]
 
     # -- segments and targets ------------------------------------------------------------
 

@@ -170,7 +170,10 @@ def explain_contacts(
 
     for leaf in leaves:
         add(compiler.predicate(leaf))
-        add(compiler.predicate(leaf) if isinstance(leaf, SegmentRef) else compiler.value(leaf))
+        if isinstance(leaf, SegmentRef):  # show the referenced membership itself
+            add(compiler.predicate(SegmentRef(leaf.key)))
+        else:
+            add(compiler.value(leaf))
     for segment in segments:
         add(compiler.consent(segment))
         add(compiler.in_control(segment) if segment.holdout or segment.control_of

@@ -52,6 +52,9 @@ def test_one_contact_in_plain_words(sample_store) -> None:
     assert "IN RFM: Champions [rfm-champions]" in text
     assert "✓ RFM scores over the last 730 days: R 4-5, F 4-5, M 1-5  (actual: R" in text
     assert "in segment 'nps-promoters'" in text
+    referral = next(i for i in items if i.segment.key == "referral-candidates")
+    assert not referral.member
+    assert "✗ not in segment 'rfm-champions'  (actual: member)" in render(crm_id, [referral])
     assert "within 10 km of (52.52, 13.405)" in text
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -149,12 +149,15 @@ class Connector(Protocol):
         ...
 
 
+@runtime_checkable
 class FieldWriter(Protocol):
     """Optional capability: write segment names into one multi-value field per contact.
 
     HubSpot's multi-checkbox property and Salesforce's multi-select picklist work this
     way. The engine sends each changed contact's *full* set of segment names, so the
-    connector never has to read current values first.
+    connector never has to read current values first. The engine uses it when the
+    connector's ``writes_field`` is true, and skips list/campaign writes when its
+    ``writes_lists`` is false (both read with ``getattr``; defaults: lists only).
     """
 
     #: Most contacts one ``write_field`` call may carry.

@@ -62,7 +62,9 @@ def apply_plan(
     run_id: int,
     name_prefix: str,
     progress: Progress | None = None,
+    lists: bool = True,
 ) -> ApplyResult:
+    """Apply every unblocked segment; with ``lists`` false, memberships are only recorded."""
     result = ApplyResult()
     sids = store.segment_ids(change.key for change in plan.segments)
     total = plan.adds + plan.removes
@@ -76,7 +78,7 @@ def apply_plan(
         failed = 0
         adds = planned_ids(store, "plan_adds", sid)
         removes = planned_ids(store, "plan_removes", sid)
-        if change.store_only:
+        if change.store_only or not lists:
             store.record_batch(run_id, change.key, sid, adds, removes, {})
             result.adds += len(adds)
             result.removes += len(removes)

@@ -109,9 +109,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
     store, close = _open(config, args)
     try:
+        connector = create(config.crm)
         if not args.no_pull:
-            run_pull(config, create(config.crm), store, progress=Progress())
-        plan = run_plan(config, store, force=args.force)
+            run_pull(config, connector, store, progress=Progress())
+        plan = run_plan(config, store, force=args.force, connector=connector)
     finally:
         close()
     print(render_plan(plan))
@@ -127,6 +128,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         outcome = run_sync(
             config, connector, store, dry_run=args.dry_run, full=args.full, force=args.force,
             progress=Progress(), on_plan=lambda plan: print(render_plan(plan), flush=True),
+            reconcile_first=args.reconcile,
         )
     finally:
         close()
@@ -209,6 +211,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="plan over the store as it is, without pulling changes first")
     sync = add("sync", cmd_sync, "pull, compute and apply")
     sync.add_argument("--dry-run", action="store_true", help="stop after printing the plan")
+    sync.add_argument("--reconcile", action="store_true",
+                      help="read the live members of every owned list first and correct "
+                           "manual edits made in the CRM")
     for command in (pull, sync):
         command.add_argument("--full", action="store_true", help="refetch everything")
     for command in (pull, plan, sync):

@@ -100,3 +100,29 @@ def planned_ids(store: Store, table: str, sid: int) -> list[str]:
         f"SELECT crm_id FROM {source} WHERE sid = ? ORDER BY crm_id", [sid]
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def plan_field(store: Store, segments: Sequence[Segment]) -> int:
+    """Contacts whose set of segment names changed, into ``field_plan(crm_id, names)``.
+
+    Only segments written to the CRM count (holdout control groups do not); names are
+    sorted and ';'-joined, the multi-value format of both CRMs.
+    """
+    sids = store.segment_ids(s.key for s in segments)
+    names = [(sids[s.key], s.name) for s in segments if not s.store_only]
+    conn = store.conn
+    conn.execute("CREATE OR REPLACE TEMP TABLE field_names (sid SMALLINT, name VARCHAR)")
+    if names:
+        conn.executemany("INSERT INTO field_names VALUES (?, ?)", names)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE field_plan AS "
+        "WITH wanted AS (SELECT d.cid, string_agg(n.name, ';' ORDER BY n.name) AS names "
+        "  FROM desired d JOIN field_names n USING (sid) GROUP BY d.cid) "
+        "SELECT coalesce(c._crm_id, f.crm_id) AS crm_id, coalesce(w.names, '') AS names "
+        "FROM wanted w FULL OUTER JOIN field_applied f USING (cid) "
+        "LEFT JOIN contacts c ON c._cid = coalesce(w.cid, f.cid) "
+        "WHERE coalesce(w.names, '') <> coalesce(f.names, '') "
+        "AND coalesce(c._crm_id, f.crm_id) IS NOT NULL"
+    )
+    row = conn.execute("SELECT count(*) FROM field_plan").fetchone()
+    return int(row[0]) if row else 0

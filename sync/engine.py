@@ -9,20 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from connectors.base import Connector
 from connectors.redact import scrub
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
-from sync.compute import compute_plan
+from sync.compute import compute_plan, expand_segments, plan_field
 from sync.config import Config
+from sync.fieldmode import apply_field, field_writer, writes_lists
 from sync.log import Progress
 from sync.plan import Plan
 from sync.pull import PullResult, pull_all
 from sync.store import Store
 
-__all__ = ["Clock", "SyncOutcome", "run_plan", "run_pull", "run_sync", "utc_now"]
+__all__ = ["Clock", "SyncOutcome", "reconcile", "run_plan", "run_pull", "run_sync", "utc_now"]
 
 log = logging.getLogger("segsync.engine")
 
@@ -67,38 +68,84 @@ def run_pull(
     except BaseException as exc:
         store.finish_run(run_id, "failed", {}, scrub(str(exc)) or type(exc).__name__)
         raise
-    store.finish_run(run_id, "ok", {"pulled": result.total}, "")
+    store.finish_run(run_id, "ok", {"pulled": result.total}, "", _usage(connector))
     return result
 
 
-def run_plan(config: Config, store: Store, *, force: bool = False, clock: Clock = utc_now) -> Plan:
-    return compute_plan(store, config.segments, clock(), config.sync, force=force,
+def reconcile(
+    config: Config, connector: Connector, store: Store
+) -> tuple[tuple[str, int, int], ...]:
+    """Replace what segsync believes is applied with the CRM's live membership.
+
+    Manual edits in the CRM (people added to or removed from an owned list) then show up
+    in the plan as removes/adds, and the apply corrects them.
+    """
+    if not writes_lists(connector):
+        return ()
+    targets = store.targets()
+    sids = store.segment_ids(s.key for s in config.segments)
+    drift = []
+    for segment in config.segments:
+        row = targets.get(segment.key)
+        ref = row.ref if row else None
+        if ref is None or segment.store_only:
+            continue
+        extra, missing = store.replace_applied(sids[segment.key], list(connector.members(ref)))
+        if extra or missing:
+            log.warning("%s: the CRM list differs from what segsync applied: %d added and %d "
+                        "removed by hand", segment.key, extra, missing)
+            drift.append((segment.key, extra, missing))
+    return tuple(drift)
+
+
+def run_plan(
+    config: Config, store: Store, *, force: bool = False, clock: Clock = utc_now,
+    connector: Connector | None = None,
+) -> Plan:
+    plan = compute_plan(store, config.segments, clock(), config.sync, force=force,
                         per_value=config.per_value)
+    if connector is not None and field_writer(connector) is not None:
+        segments = expand_segments(store, config.segments, config.per_value)
+        plan = replace(plan, field_updates=plan_field(store, segments))
+    return plan
 
 
 def run_sync(
     config: Config, connector: Connector, store: Store, *, dry_run: bool = False,
     full: bool = False, force: bool = False, clock: Clock = utc_now,
     progress: Progress | None = None, on_plan: Callable[[Plan], None] | None = None,
+    reconcile_first: bool = False,
 ) -> SyncOutcome:
     """One complete sync run; the run row records how it ended, even when it raises."""
     run_id = store.start_run("sync --dry-run" if dry_run else "sync")
     pulled: PullResult | None = None
     try:
         pulled = _pull(config, connector, store, clock, full, force, progress)
-        plan = run_plan(config, store, force=force, clock=clock)
+        drift = reconcile(config, connector, store) if reconcile_first else ()
+        plan = replace(run_plan(config, store, force=force, clock=clock, connector=connector),
+                       drift=drift)
         if on_plan:
             on_plan(plan)
         if dry_run:
-            store.finish_run(run_id, "dry-run", {"pulled": pulled.total}, "")
+            store.finish_run(run_id, "dry-run", {"pulled": pulled.total}, "",
+                             connector.api_usage())
             return SyncOutcome(plan, pulled, None, run_id, "dry-run")
         applied = apply_plan(store, connector, plan, run_id, config.name_prefix,
-                             progress.applied if progress else None)
+                             progress.applied if progress else None,
+                             lists=writes_lists(connector))
+        writer = field_writer(connector)
+        if writer is not None and plan.blocked:
+            log.warning("field not written: a segment is held back by the safety guard")
+        elif writer is not None and plan.field_updates:
+            segments = expand_segments(store, config.segments, config.per_value)
+            _, field_failed = apply_field(store, writer, segments, run_id)
+            applied.failed += field_failed
         if progress:
             progress.done()
     except BaseException as exc:
         counts = {"pulled": pulled.total} if pulled else {}
-        store.finish_run(run_id, "failed", counts, scrub(str(exc)) or type(exc).__name__)
+        store.finish_run(run_id, "failed", counts, scrub(str(exc)) or type(exc).__name__,
+                         _usage(connector))
         raise
     status = "partial" if applied.failed else "blocked" if plan.blocked else "ok"
     message = "; ".join(f"{s.key}: {s.blocked}" for s in plan.blocked)
@@ -106,6 +153,13 @@ def run_sync(
         run_id, status,
         {"pulled": pulled.total, "adds": applied.adds, "removes": applied.removes,
          "failed": applied.failed, "api_calls": applied.api_calls},
-        message,
+        message, _usage(connector),
     )
     return SyncOutcome(plan, pulled, applied, run_id, status)
+
+
+def _usage(connector: Connector) -> dict[str, int]:
+    try:
+        return dict(connector.api_usage())
+    except Exception:  # usage is informational; never let it mask the run's outcome
+        return {}

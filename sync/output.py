@@ -31,6 +31,11 @@ def render_plan(plan: Plan) -> str:
     body = _table(["segment", "now", "computed", "adds", "removes", "note"], rows, {1, 2, 3, 4})
     lines = [f"Plan: {len(plan.segments)} segment(s), +{plan.adds} / -{plan.removes} "
              "membership change(s)", body]
+    if plan.field_updates:
+        lines.append(f"Segment field: {plan.field_updates} contact(s) to rewrite")
+    for key, extra, missing in plan.drift:
+        lines.append(f"Reconcile: {key} had {extra} member(s) added and {missing} removed in "
+                     "the CRM by hand; the plan restores the computed membership")
     if plan.orphans:
         lines.append("Targets whose segment is no longer configured (left untouched): "
                      + ", ".join(plan.orphans))

@@ -40,6 +40,10 @@ class Plan:
     segments: tuple[SegmentChange, ...]
     #: Owned targets whose segment is no longer in the config (left in place, reported).
     orphans: tuple[str, ...] = ()
+    #: Contacts whose multi-value segment field must be rewritten (field write mode).
+    field_updates: int = 0
+    #: From ``--reconcile``: key -> (live members segsync had not applied, applied ones missing).
+    drift: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def adds(self) -> int:

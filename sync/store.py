@@ -66,10 +66,11 @@ CREATE TABLE targets (
     segment_key VARCHAR PRIMARY KEY, target_id VARCHAR, name VARCHAR, state VARCHAR,
     created_at TIMESTAMP, updated_at TIMESTAMP);
 CREATE TABLE applied (sid SMALLINT, cid BIGINT, crm_id VARCHAR);
+CREATE TABLE field_applied (cid BIGINT, crm_id VARCHAR, names VARCHAR);
 CREATE TABLE runs (
     run_id INTEGER PRIMARY KEY, command VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
     status VARCHAR, pulled BIGINT, adds BIGINT, removes BIGINT, failed BIGINT,
-    api_calls BIGINT, message VARCHAR);
+    api_calls BIGINT, message VARCHAR, api_usage VARCHAR);
 CREATE TABLE segment_runs (
     run_id INTEGER, segment_key VARCHAR, size BIGINT, adds BIGINT, removes BIGINT,
     failed BIGINT, status VARCHAR);
@@ -439,6 +440,59 @@ class Store:
             finally:
                 conn.unregister("batch")
 
+    def replace_applied(self, sid: int, crm_ids: Sequence[str]) -> tuple[int, int]:
+        """Make ``applied`` for one segment equal the CRM's live members (``--reconcile``).
+
+        Returns (members the CRM has that segsync had not applied, members it lacks).
+        """
+        live = pd.DataFrame({"crm_id": pd.Series(list(crm_ids), dtype=object),
+                             "cid": contact_keys(crm_ids)})
+        with self.transaction() as conn:
+            conn.register("live", live)
+            try:
+                extra, missing = conn.execute(
+                    "SELECT (SELECT count(*) FROM live WHERE cid NOT IN "
+                    "(SELECT cid FROM applied WHERE sid = ?)), "
+                    "(SELECT count(*) FROM applied WHERE sid = ? AND cid NOT IN "
+                    "(SELECT cid FROM live))", [sid, sid]).fetchone() or (0, 0)
+                conn.execute("DELETE FROM applied WHERE sid = ?", [sid])
+                conn.execute("INSERT INTO applied SELECT ?, cid, crm_id FROM live", [sid])
+            finally:
+                conn.unregister("live")
+        return int(extra), int(missing)
+
+    def record_field_batch(
+        self, run_id: int, updates: Mapping[str, str], failed: Mapping[str, str]
+    ) -> None:
+        """Record written field values (crm id -> ';'-joined names) with their change rows."""
+        ids = list(updates)
+        frame = pd.DataFrame({
+            "crm_id": pd.Series(ids, dtype=object),
+            "cid": contact_keys(ids),
+            "names": pd.Series([updates[i] for i in ids], dtype=object),
+            "result": pd.Series(["failed" if i in failed else "ok" for i in ids], dtype=object),
+            "error": pd.Series([failed.get(i) for i in ids], dtype=object),
+        })
+        with self.transaction() as conn:
+            conn.register("batch", frame)
+            try:
+                conn.execute("DELETE FROM field_applied WHERE cid IN "
+                             "(SELECT cid FROM batch WHERE result = 'ok')")
+                conn.execute("INSERT INTO field_applied SELECT cid, crm_id, names FROM batch "
+                             "WHERE result = 'ok' AND names <> ''")
+                conn.execute(
+                    "INSERT INTO changes SELECT ?, '(field)', cid, crm_id, 'set', result, error, ? "
+                    "FROM batch", [run_id, _now()])
+            finally:
+                conn.unregister("batch")
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
     def start_run(self, command: str) -> int:
         with self.transaction() as conn:
             conn.execute(
@@ -454,13 +508,18 @@ class Store:
             )
         return run_id
 
-    def finish_run(self, run_id: int, status: str, counts: Mapping[str, int], message: str) -> None:
+    def finish_run(
+        self, run_id: int, status: str, counts: Mapping[str, int], message: str,
+        api_usage: Mapping[str, int] | None = None,
+    ) -> None:
+        usage = dict(api_usage or {})
         self.conn.execute(
             "UPDATE runs SET finished_at = ?, status = ?, pulled = ?, adds = ?, removes = ?, "
-            "failed = ?, api_calls = ?, message = ? WHERE run_id = ?",
+            "failed = ?, api_calls = ?, message = ?, api_usage = ? WHERE run_id = ?",
             [_now(), status, counts.get("pulled", 0), counts.get("adds", 0),
-             counts.get("removes", 0), counts.get("failed", 0), counts.get("api_calls", 0),
-             message, run_id],
+             counts.get("removes", 0), counts.get("failed", 0),
+             sum(usage.values()) if usage else counts.get("api_calls", 0),
+             message, json.dumps(usage, sort_keys=True), run_id],
         )
 
     def record_segment_run(

@@ -35,6 +35,11 @@ class FakeConnector:
     crash_after_calls: int | None = None
     reject: dict[str, str] = field(default_factory=dict)
     clock: int = 0
+    writes_lists: bool = True
+    writes_field: bool = False
+    max_field_batch: int = 2
+    field_options: list[str] = field(default_factory=list)
+    field_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     # -- test helpers ----------------------------------------------------------------
     def put_contact(self, crm_id: str, **props: object) -> None:
@@ -44,7 +49,8 @@ class FakeConnector:
         self.contacts[crm_id] = record
 
     def write_calls(self) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
-        return [c for c in self.calls if c[0] in ("apply", "create", "rename")]
+        return [c for c in self.calls if c[0] in ("apply", "create", "rename", "field",
+                                                   "field-options")]
 
     # -- Connector -------------------------------------------------------------------
     def check(self) -> list[str]:
@@ -124,6 +130,19 @@ class FakeConnector:
 
     def finish(self) -> None:
         self.calls.append(("finish", "", (), ()))
+
+    def ensure_field(self, options) -> None:  # type: ignore[no-untyped-def]
+        self.field_options = list(options)
+        self.calls.append(("field-options", "", tuple(options), ()))
+
+    def write_field(self, updates) -> BatchResult:  # type: ignore[no-untyped-def]
+        self.calls.append(("field", "", tuple(sorted(updates)), ()))
+        failed = {i: self.reject[i] for i in updates if i in self.reject}
+        for crm_id, names in updates.items():
+            if crm_id not in failed:
+                assert set(names) <= set(self.field_options), names
+                self.field_values[crm_id] = tuple(names)
+        return BatchResult(failed=failed, api_calls=1)
 
     def api_usage(self) -> dict[str, int]:
         return {"apply": sum(1 for c in self.calls if c[0] == "apply")}

@@ -258,3 +258,44 @@ def test_holdout_target_writes_the_control_list(tmp_path: Path) -> None:
     control = crm.list_named("segsync: Everyone (control)")
     assert control
     assert not control & crm.list_named("segsync: Everyone")
+
+
+def test_reconcile_corrects_manual_edits_in_the_crm(tmp_path: Path) -> None:
+    config, crm = make_config(tmp_path), seeded()
+    sync(config, crm)
+    berlin = next(i for i, n in crm.names.items() if n == "segsync: Berlin")
+    crm.lists[berlin] -= {"1"}          # removed by hand
+    crm.lists[berlin] |= {"3", "5"}     # added by hand
+    assert sync(config, crm).plan.adds == 0, "without --reconcile segsync trusts its record"
+    outcome = sync(config, crm, reconcile_first=True)
+    assert outcome.plan.drift == (("berlin", 2, 1),)
+    assert crm.list_named("segsync: Berlin") == {"1", "2", "4", "6", "7"}
+
+
+def test_field_mode_writes_each_changed_contacts_full_set(tmp_path: Path) -> None:
+    config, crm = make_config(tmp_path), seeded()
+    crm.writes_lists, crm.writes_field = False, True
+    outcome = sync(config, crm)
+    assert not crm.names, "no lists in field-only mode"
+    assert crm.field_options == ["Adults", "Berlin"]
+    assert crm.field_values["1"] == ("Adults", "Berlin")
+    assert crm.field_values["2"] == ("Berlin",)
+    assert "8" not in crm.field_values  # opted out
+    assert outcome.plan.field_updates == 7
+    crm.calls.clear()
+    assert sync(config, crm).plan.field_updates == 0
+    assert crm.write_calls() == []
+    crm.put_contact("2", city="Rome")
+    sync(config, crm)
+    assert crm.field_values["2"] == ()
+    assert [c for c in crm.write_calls() if c[0] == "field"] == [("field", "", ("2",), ())]
+
+
+def test_field_mode_failures_are_retried(tmp_path: Path) -> None:
+    config, crm = make_config(tmp_path), seeded()
+    crm.writes_lists, crm.writes_field = False, True
+    crm.reject = {"4": "LOCKED"}
+    assert sync(config, crm).status == "partial"
+    crm.reject = {}
+    assert sync(config, crm).plan.field_updates == 1
+    assert crm.field_values["4"] == ("Adults", "Berlin")

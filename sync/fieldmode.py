@@ -1,0 +1,64 @@
+"""Field write mode: every contact's segment names in one multi-value CRM field.
+
+HubSpot (multi-checkbox property) and Salesforce (multi-select picklist) both keep a set
+of names per contact. The plan (``sync.compute.plan_field``) lists contacts whose set
+changed; this module writes them in batches and records each batch as it lands, so a
+killed run resumes like list writes do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+from connectors.base import Connector, FieldWriter
+from segment_rules.schema import Segment
+from sync.store import Store
+
+__all__ = ["apply_field", "field_writer", "writes_lists"]
+
+log = logging.getLogger("segsync.apply")
+
+OPTIONS_KEY = "field_options"
+
+
+def writes_lists(connector: Connector) -> bool:
+    return bool(getattr(connector, "writes_lists", True))
+
+
+def field_writer(connector: Connector) -> FieldWriter | None:
+    if getattr(connector, "writes_field", False) and isinstance(connector, FieldWriter):
+        return connector
+    return None
+
+
+def _ensure_options(store: Store, writer: FieldWriter, options: list[str]) -> None:
+    if store.meta(OPTIONS_KEY) != json.dumps(options):
+        writer.ensure_field(options)
+        store.set_meta(OPTIONS_KEY, json.dumps(options))
+
+
+def apply_field(
+    store: Store, writer: FieldWriter, segments: Sequence[Segment], run_id: int
+) -> tuple[int, int]:
+    """Write ``field_plan``; return (contacts written, contacts failed)."""
+    current = sorted({s.name for s in segments if not s.store_only})
+    previous = json.loads(store.meta(OPTIONS_KEY) or "[]")
+    # Old names stay selectable until no contact holds them any more.
+    _ensure_options(store, writer, sorted(set(current) | set(previous)))
+    rows = store.conn.execute("SELECT crm_id, names FROM field_plan ORDER BY crm_id").fetchall()
+    written = failed = 0
+    size = max(1, writer.max_field_batch)
+    for start in range(0, len(rows), size):
+        chunk = {str(crm_id): str(names) for crm_id, names in rows[start : start + size]}
+        result = writer.write_field(
+            {crm_id: tuple(n for n in names.split(";") if n) for crm_id, names in chunk.items()}
+        )
+        store.record_field_batch(run_id, chunk, result.failed)
+        failed += len(result.failed)
+        written += len(chunk) - len(result.failed)
+    if not failed:
+        _ensure_options(store, writer, current)
+    log.info("field: %d contact(s) written, %d failed", written, failed)
+    return written, failed

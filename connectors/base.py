@@ -40,6 +40,7 @@ __all__ = [
     "Page",
     "PullRequest",
     "Stream",
+    "TargetDeleter",
     "TargetRef",
     "TargetSpec",
 ]
@@ -169,4 +170,13 @@ class FieldWriter(Protocol):
 
     def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> BatchResult:
         """Set each contact's field to the given segment names (empty tuple clears it)."""
+        ...
+
+
+@runtime_checkable
+class TargetDeleter(Protocol):
+    """Optional capability used by ``segsync prune``: delete a target segsync owns."""
+
+    def delete_target(self, target: TargetRef) -> None:
+        """Delete the list/campaign/file; one already gone counts as deleted."""
         ...

@@ -32,6 +32,8 @@ from segment_rules.tables import TableReader
 __all__ = ["SETTINGS_KEYS", "CsvConnector", "CsvSettings", "parse_settings"]
 
 PAGE_ROWS = 10_000
+#: CRMs cap text properties at about this length (HubSpot: 65,536); longer is broken data.
+MAX_VALUE_LENGTH = 65_536
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 _EVENT_FILES = {
@@ -119,6 +121,11 @@ def _read_csv(file: Path, required: Iterable[str]) -> pd.DataFrame:
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CrmDataError(f"{file}: not a readable CSV file ({exc})") from exc
     frame = frame.astype(object).where(frame.notna(), None)
+    for column in frame.columns:
+        lengths = frame[column].str.len()
+        if (lengths > MAX_VALUE_LENGTH).any():
+            raise _fail(file, frame[column][lengths > MAX_VALUE_LENGTH],
+                        f"'{column}' holds a value longer than {MAX_VALUE_LENGTH} characters")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise CrmDataError(f"{file}: missing column(s) {', '.join(missing)}")

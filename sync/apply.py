@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from connectors.base import Connector, TargetRef, TargetSpec
 from connectors.errors import TargetConflict
 from sync.compute import planned_ids
+from sync.failpoints import checkpoint
 from sync.plan import Plan, make_batches
 from sync.store import Store
 
@@ -44,12 +45,14 @@ def _target(store: Store, connector: Connector, key: str, name: str) -> TargetRe
         store.mark_target_pending(key, name)
     else:
         adopt = False
+    checkpoint("apply.before-target")
     try:
         new = connector.ensure_target(TargetSpec(key, name), ref, adopt)
     except TargetConflict:
         if ref is None:  # nothing was created: a later run must not adopt the foreign target
             store.forget_pending_target(key)
         raise
+    checkpoint("apply.target-created")
     store.record_target(key, new)
     log.info("%s target for %s: %s", "renamed" if ref else "created", key, new.name)
     return new
@@ -87,8 +90,11 @@ def apply_plan(
             continue
         target = _target(store, connector, change.key, name_prefix + change.name)
         for batch in make_batches(removes, adds, connector.max_batch):
+            checkpoint("apply.before-batch")
             outcome = connector.apply(target, batch)
+            checkpoint("apply.sent")
             store.record_batch(run_id, change.key, sid, batch.adds, batch.removes, outcome.failed)
+            checkpoint("apply.recorded")
             failed += len(outcome.failed)
             result.api_calls += outcome.api_calls
             result.adds += sum(1 for i in batch.adds if i not in outcome.failed)
@@ -101,5 +107,6 @@ def apply_plan(
             result.failures[change.key] = failed
         store.record_segment_run(run_id, change.key, change.after, change.adds, change.removes,
                                  failed, "partial" if failed else "ok")
+    checkpoint("apply.before-finish")
     connector.finish()
     return result

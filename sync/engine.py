@@ -17,6 +17,7 @@ from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
 from sync.compute import compute_plan, expand_segments, plan_field
 from sync.config import Config
+from sync.failpoints import checkpoint
 from sync.fieldmode import apply_field, field_writer, writes_lists
 from sync.log import Progress
 from sync.plan import Plan
@@ -122,8 +123,10 @@ def run_sync(
     try:
         pulled = _pull(config, connector, store, clock, full, force, progress)
         drift = reconcile(config, connector, store) if reconcile_first else ()
+        checkpoint("compute.start")
         plan = replace(run_plan(config, store, force=force, clock=clock, connector=connector),
                        drift=drift)
+        checkpoint("compute.done")
         if on_plan:
             on_plan(plan)
         if dry_run:

@@ -18,6 +18,7 @@ import pandas as pd
 from connectors.base import STREAMS, Connector, Page, PullRequest, Stream
 from segment_rules import Requirements
 from sync.errors import SafetyGuardTripped
+from sync.failpoints import checkpoint
 from sync.store import Store
 
 __all__ = ["PullResult", "needed_streams", "pull_all", "stream_fields"]
@@ -118,7 +119,9 @@ def pull_all(
         for page in _batched(connector.pull(request)):
             if stream == "contacts":
                 _check_not_emptied(store, page, force)
+            checkpoint(f"pull.{stream}.before-page")
             store.write_page(stream, page, fields[stream])
+            checkpoint(f"pull.{stream}.page")
             count += len(page.records)
             if progress:
                 progress(stream, count)

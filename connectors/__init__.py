@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors import csvfile
+from connectors import csvfile, hubspot
 from connectors.base import Connector
 from segment_rules.tables import TableReader
 
@@ -32,6 +32,10 @@ class ConnectorType:
 CONNECTOR_TYPES: dict[str, ConnectorType] = {
     "csv": ConnectorType(
         csvfile.SETTINGS_KEYS, csvfile.parse_settings, csvfile.CsvSettings, csvfile.CsvConnector
+    ),
+    "hubspot": ConnectorType(
+        hubspot.SETTINGS_KEYS, hubspot.parse_settings, hubspot.HubSpotSettings,
+        hubspot.HubSpotConnector,
     ),
 }
 

@@ -1,0 +1,546 @@
+"""Pure translation between HubSpot JSON and segsync's canonical frames and request bodies.
+
+Nothing here sends a request. Request bodies follow the schemas carried by
+hubspot-api-client's model classes (fact sheet §13a: every spec-required key is sent,
+ids are strings); the tests build each one through those classes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from connectors.errors import CrmDataError
+from connectors.hubspot.paging import id_key
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "SEARCH_PAGE",
+    "Cursor",
+    "activity_frame",
+    "association_inputs",
+    "association_targets",
+    "batch_failures",
+    "batch_update_body",
+    "companies_frame",
+    "contacts_frame",
+    "decode_watermark",
+    "encode_watermark",
+    "from_ms",
+    "group_create_body",
+    "gte",
+    "id_after",
+    "list_create_body",
+    "membership_change_body",
+    "membership_outcome",
+    "merged_ids",
+    "naive_utc",
+    "one_of",
+    "option_value",
+    "options_body",
+    "parse_iso_ms",
+    "primary_company",
+    "property_create_body",
+    "purchases_frame",
+    "search_body",
+    "target_ids",
+    "timestamps",
+    "to_ms",
+]
+
+JsonObject = Mapping[str, Any]
+EVENT_COLUMNS = ["_crm_id", "_contact_id", "type", "ts", "amount", "_modified_at"]
+#: contact -> company association type id that marks the primary company (HUBSPOT_DEFINED).
+PRIMARY_COMPANY_TYPE_ID = 1
+SEARCH_PAGE = 200
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+# --------------------------------------------------------------------------- time
+
+
+def to_ms(value: dt.datetime) -> int:
+    """Epoch milliseconds of a datetime (naive values are UTC), HubSpot's filter format."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return (aware - _EPOCH) // dt.timedelta(milliseconds=1)  # exact: no float rounding
+
+
+def from_ms(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=value)
+
+
+def _iso(ms: int) -> str:
+    moment = from_ms(ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso_ms(text: str) -> int | None:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return to_ms(moment)
+
+
+def naive_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """The store's convention: naive datetimes are UTC."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def timestamps(values: Sequence[object], ids: Sequence[str], what: str) -> pd.Series:
+    """Naive-UTC ``datetime64`` from HubSpot values (ISO 8601, ``YYYY-MM-DD`` or ms epoch).
+
+    Missing values stay NaT; an unreadable one raises a CrmDataError naming the records.
+    """
+    raw = pd.Series([None if v in (None, "") else str(v) for v in values], dtype=object)
+    present = raw.notna()
+    numeric = present & raw.map(lambda v: isinstance(v, str) and v.lstrip("-").isdigit())
+    from_ms = pd.to_datetime(pd.to_numeric(raw.where(numeric), errors="coerce"),
+                             unit="ms", utc=True)
+    from_text = pd.to_datetime(raw.where(present & ~numeric), utc=True, errors="coerce",
+                               format="ISO8601")
+    parsed = from_text.where(~numeric, from_ms)
+    bad = parsed.isna() & raw.notna()
+    if bad.any():
+        where = [f"{ids[i]} ({raw[i]!r})" for i in bad[bad].index[:3]]
+        raise CrmDataError(f"HubSpot {what} is not a date for record(s) {', '.join(where)}")
+    result: pd.Series = parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    return result
+
+
+# --------------------------------------------------------------------------- watermarks
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a pull is: the window it reads and how far it got.
+
+    ``at`` is when the pull started (ms); once every part is read, ``at`` is the next
+    pull's watermark. ``since`` is this pull's lower bound (None: a full pull). ``part``
+    and ``after`` locate the last stored record (sub-query index, last id) so a pull
+    stopped half-way resumes there instead of starting over.
+    """
+
+    at: int
+    since: int | None = None
+    part: int = 0
+    after: str | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.part > 0 or self.after is not None
+
+
+def encode_watermark(cursor: Cursor) -> str:
+    """A finished pull is a plain ISO timestamp; one in progress is a small JSON object."""
+    if not cursor.in_progress:
+        return _iso(cursor.at)
+    return json.dumps(
+        {
+            "at": _iso(cursor.at),
+            "since": None if cursor.since is None else _iso(cursor.since),
+            "part": cursor.part,
+            "after": cursor.after,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_watermark(text: str) -> Cursor:
+    """Inverse of :func:`encode_watermark`; raises ValueError on anything else."""
+    text = text.strip()
+    if not text.startswith("{"):
+        at = parse_iso_ms(text)
+        if at is None:
+            raise ValueError(f"not a segsync HubSpot watermark: {text!r}")
+        return Cursor(at)
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("watermark must be a JSON object")
+    at = parse_iso_ms(str(data.get("at")))
+    since_raw = data.get("since")
+    since = None if since_raw is None else parse_iso_ms(str(since_raw))
+    part = data.get("part", 0)
+    after = data.get("after")
+    if at is None or (since_raw is not None and since is None) or not isinstance(part, int):
+        raise ValueError(f"not a segsync HubSpot watermark: {text!r}")
+    return Cursor(at, since, part, None if after is None else str(after))
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def search_body(
+    filters: Sequence[JsonObject],
+    properties: Iterable[str],
+    *,
+    sort_style: str = "string",
+    limit: int = SEARCH_PAGE,
+) -> dict[str, Any]:
+    """A ``PublicObjectSearchRequest`` sorted by ``hs_object_id`` ascending.
+
+    ``after`` is always "0": paging re-anchors on ``hs_object_id`` instead (10k wall).
+    ``sort_style`` "string" is the spec's ``list[str]`` (what the SDK models accept);
+    "object" is the form HubSpot's guides show.
+    """
+    sort: Any = (
+        {"propertyName": "hs_object_id", "direction": "ASCENDING"}
+        if sort_style == "object"
+        else "hs_object_id"
+    )
+    return {
+        "filterGroups": [{"filters": [dict(f) for f in filters]}] if filters else [],
+        "sorts": [sort],
+        "properties": sorted(set(properties)),
+        "limit": limit,
+        "after": "0",
+    }
+
+
+def gte(prop: str, when_ms: int) -> dict[str, str]:
+    return {"propertyName": prop, "operator": "GTE", "value": str(when_ms)}
+
+
+def id_after(last_id: str) -> dict[str, str]:
+    return {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}
+
+
+def one_of(prop: str, values: Iterable[str]) -> dict[str, Any]:
+    return {"propertyName": prop, "operator": "IN", "values": sorted(values)}
+
+
+def association_inputs(requests: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
+    """``BatchInputPublicFetchAssociationsBatchRequest``: ids (and per-id ``after``)."""
+    inputs: list[dict[str, str]] = []
+    for object_id, after in requests:
+        item = {"id": object_id}
+        if after is not None:
+            item["after"] = after
+        inputs.append(item)
+    return {"inputs": inputs}
+
+
+def list_create_body(name: str) -> dict[str, Any]:
+    """``ListCreateRequest`` for a static contact list."""
+    return {"name": name, "objectTypeId": "0-1", "processingType": "MANUAL"}
+
+
+def membership_change_body(adds: Sequence[str], removes: Sequence[str]) -> dict[str, Any]:
+    """``MembershipChangeRequest``: both keys are required, ids are strings."""
+    return {"recordIdsToAdd": [str(i) for i in adds],
+            "recordIdsToRemove": [str(i) for i in removes]}
+
+
+def option_value(name: str) -> str:
+    """The checkbox option value for a segment name (``;`` separates values on write)."""
+    return name.replace(";", ",").strip()
+
+
+def options_body(names: Sequence[str]) -> list[dict[str, Any]]:
+    """``OptionInput`` list, in the given order; the full set is always sent."""
+    return [
+        {"label": name, "value": option_value(name), "displayOrder": order, "hidden": False}
+        for order, name in enumerate(names)
+    ]
+
+
+def group_create_body(name: str, label: str) -> dict[str, Any]:
+    return {"name": name, "label": label, "displayOrder": -1}
+
+
+def property_create_body(
+    name: str, label: str, group: str, options: Sequence[str]
+) -> dict[str, Any]:
+    """``PropertyCreate`` for a multi-checkbox contact property."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "enumeration",
+        "fieldType": "checkbox",
+        "groupName": group,
+        "description": "Segments computed by segsync. Managed by segsync: edits are overwritten.",
+        "formField": False,
+        "options": options_body(options),
+    }
+
+
+def batch_update_body(prop: str, updates: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``BatchInputSimplePublicObjectBatchInput``; an empty set clears the property."""
+    return {
+        "inputs": [
+            {"id": str(contact), "properties": {prop: ";".join(option_value(n) for n in names)}}
+            for contact, names in updates.items()
+        ]
+    }
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _props(record: JsonObject) -> Mapping[str, Any]:
+    props = record.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _ids(records: Sequence[JsonObject]) -> list[str]:
+    return [str(r.get("id")) for r in records]
+
+
+def batch_failures(body: JsonObject) -> dict[str, str]:
+    """Per-record failures of a 207 batch answer: id -> "CATEGORY: message"."""
+    failed: dict[str, str] = {}
+    errors = body.get("errors")
+    if not isinstance(errors, list):
+        return failed
+    for error in errors:
+        if not isinstance(error, Mapping):
+            continue
+        reason = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'failed'}"
+        context = error.get("context")
+        ids: list[Any] = []
+        if isinstance(context, Mapping):
+            for key in ("ids", "id", "objectId", "fromObjectId"):
+                value = context.get(key)
+                if isinstance(value, list):
+                    ids.extend(value)
+        for object_id in ids:
+            failed.setdefault(str(object_id), reason[:500])
+    return failed
+
+
+def membership_outcome(body: JsonObject) -> tuple[list[str], list[str], list[str]]:
+    """(added, removed, missing) of a memberships answer (``recordsIdsAdded`` sic)."""
+
+    def strings(key: str) -> list[str]:
+        value = body.get(key)
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    added = strings("recordsIdsAdded") or strings("recordIdsAdded")
+    return added, strings("recordIdsRemoved"), strings("recordIdsMissing")
+
+
+def association_targets(
+    body: JsonObject,
+) -> tuple[dict[str, list[JsonObject]], dict[str, str]]:
+    """Targets per source id, plus ``{source id: after}`` for inputs with more pages.
+
+    Inputs without associations come back as per-input errors (207); they simply have
+    no targets.
+    """
+    targets: dict[str, list[JsonObject]] = {}
+    more: dict[str, str] = {}
+    results = body.get("results")
+    for entry in results if isinstance(results, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        source = entry.get("from")
+        source_id = str(source.get("id")) if isinstance(source, Mapping) else None
+        if source_id is None:
+            continue
+        found = entry.get("to")
+        targets.setdefault(source_id, []).extend(
+            t for t in (found if isinstance(found, list) else []) if isinstance(t, Mapping)
+        )
+        paging = entry.get("paging")
+        nxt = paging.get("next") if isinstance(paging, Mapping) else None
+        after = nxt.get("after") if isinstance(nxt, Mapping) else None
+        if after:
+            more[source_id] = str(after)
+    return targets, more
+
+
+def target_ids(targets: Iterable[JsonObject]) -> list[str]:
+    """Distinct target ids (one pair may carry several association types)."""
+    return list(dict.fromkeys(str(t.get("toObjectId")) for t in targets if t.get("toObjectId")))
+
+
+def primary_company(targets: Sequence[JsonObject]) -> str | None:
+    """The primary company (type id 1) or, when none is flagged, the lowest id."""
+    for target in targets:
+        types = target.get("associationTypes")
+        for kind in types if isinstance(types, list) else []:
+            if (
+                isinstance(kind, Mapping)
+                and kind.get("typeId") == PRIMARY_COMPANY_TYPE_ID
+                and kind.get("category", "HUBSPOT_DEFINED") == "HUBSPOT_DEFINED"
+            ):
+                return str(target.get("toObjectId"))
+    ids = target_ids(targets)
+    return min(ids, key=id_key) if ids else None
+
+
+def merged_ids(records: Sequence[JsonObject]) -> dict[str, str]:
+    """``hs_merged_object_ids`` folded into {absorbed id: survivor id}."""
+    merged: dict[str, str] = {}
+    for record in records:
+        survivor = str(record.get("id"))
+        raw = _text(_props(record).get("hs_merged_object_ids"))
+        for loser in (raw or "").split(";"):
+            loser = loser.strip()
+            if loser and loser != survivor:
+                merged[loser] = survivor
+    return merged
+
+
+def _numbers(values: Sequence[object], bound: float | None = None) -> pd.Series:
+    out: list[float] = []
+    for value in values:
+        try:
+            number = float(str(value)) if value not in (None, "") else math.nan
+        except ValueError:
+            number = math.nan
+        if bound is not None and not math.isnan(number) and abs(number) > bound:
+            number = math.nan
+        out.append(number)
+    return pd.Series(out, dtype="float64")
+
+
+def _modified(records: Sequence[JsonObject], prop: str, what: str) -> pd.Series:
+    values = [_props(r).get(prop) or r.get("updatedAt") for r in records]
+    return timestamps(values, _ids(records), f"{what} {prop}")
+
+
+def _property_columns(
+    records: Sequence[JsonObject], columns: Mapping[str, str]
+) -> dict[str, list[str | None]]:
+    return {
+        column: [_text(_props(r).get(prop)) for r in records]
+        for column, prop in sorted(columns.items())
+    }
+
+
+def contacts_frame(
+    records: Sequence[JsonObject],
+    columns: Mapping[str, str],
+    company_of: Mapping[str, str | None],
+    *,
+    latitude: str,
+    longitude: str,
+    opt_out: Sequence[str],
+) -> pd.DataFrame:
+    """Canonical contacts frame: engine columns, then one text column per requested field."""
+    ids = _ids(records)
+    frame = pd.DataFrame({
+        "_crm_id": pd.Series(ids, dtype=object),
+        "_modified_at": _modified(records, "lastmodifieddate", "contact"),
+        "_company_id": pd.Series([company_of.get(i) for i in ids], dtype=object),
+        "_opted_out": pd.Series(
+            [any(str(_props(r).get(p) or "").lower() == "true" for p in opt_out)
+             for r in records],
+            dtype=bool,
+        ),
+        "_lat": _numbers([_props(r).get(latitude) if latitude else None for r in records], 90),
+        "_lon": _numbers([_props(r).get(longitude) if longitude else None for r in records], 180),
+        "_kind": pd.Series(["contact"] * len(ids), dtype=object),
+    })
+    for column, values in _property_columns(records, columns).items():
+        frame[column] = pd.Series(values, dtype=object)
+    return frame
+
+
+def companies_frame(
+    records: Sequence[JsonObject],
+    columns: Mapping[str, str],
+    *,
+    latitude: str,
+    longitude: str,
+) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "_crm_id": pd.Series(_ids(records), dtype=object),
+        "_modified_at": _modified(records, "hs_lastmodifieddate", "company"),
+        "_lat": _numbers([_props(r).get(latitude) if latitude else None for r in records], 90),
+        "_lon": _numbers([_props(r).get(longitude) if longitude else None for r in records], 180),
+    })
+    for column, values in _property_columns(records, columns).items():
+        frame[column] = pd.Series(values, dtype=object)
+    return frame
+
+
+def _event_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+    for column in ("_crm_id", "_contact_id", "type"):
+        frame[column] = frame[column].astype(object)
+    frame["amount"] = frame["amount"].astype("float64")
+    for column in ("ts", "_modified_at"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+    return frame
+
+
+def purchases_frame(
+    deals: Sequence[JsonObject],
+    contacts_of: Mapping[str, Sequence[str]],
+    won: Callable[[Mapping[str, Any]], bool],
+    events_since: dt.datetime | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One row per (closed-won deal, contact); ids of deals that no longer qualify."""
+    ids = _ids(deals)
+    modified = _modified(deals, "hs_lastmodifieddate", "deal")
+    closed = timestamps([_props(d).get("closedate") for d in deals], ids, "deal closedate")
+    amounts = _numbers([_props(d).get("amount") for d in deals])
+    since = naive_utc(events_since)
+    cutoff = pd.Timestamp(since) if since is not None else None
+    rows: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for i, deal in enumerate(deals):
+        ts = closed[i] if not pd.isna(closed[i]) else modified[i]
+        contacts = contacts_of.get(ids[i], ())
+        if not won(_props(deal)) or not contacts or (cutoff is not None and ts < cutoff):
+            dropped.append(ids[i])
+            continue
+        rows.extend(
+            {"_crm_id": ids[i], "_contact_id": contact, "type": "purchase", "ts": ts,
+             "amount": amounts[i], "_modified_at": modified[i]}
+            for contact in contacts
+        )
+    return _event_frame(rows), dropped
+
+
+def activity_frame(
+    prefix: str,
+    records: Sequence[JsonObject],
+    contacts_of: Mapping[str, Sequence[str]],
+    kind_of: Callable[[Mapping[str, Any]], str | None],
+    events_since: dt.datetime | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One row per (engagement, contact) with its canonical type and ``hs_timestamp``.
+
+    Ids are prefixed with the engagement kind (``calls:123``) so kinds can never collide;
+    the second value lists (prefixed) ids that no longer qualify.
+    """
+    ids = _ids(records)
+    modified = _modified(records, "hs_lastmodifieddate", prefix)
+    when = timestamps([_props(r).get("hs_timestamp") for r in records], ids,
+                      f"{prefix} hs_timestamp")
+    since = naive_utc(events_since)
+    cutoff = pd.Timestamp(since) if since is not None else None
+    rows: list[dict[str, Any]] = []
+    dropped: list[str] = []
+    for i, record in enumerate(records):
+        key = f"{prefix}:{ids[i]}"
+        ts = when[i] if not pd.isna(when[i]) else modified[i]
+        kind = kind_of(_props(record))
+        contacts = contacts_of.get(ids[i], ())
+        if kind is None or not contacts or (cutoff is not None and ts < cutoff):
+            dropped.append(key)
+            continue
+        rows.extend(
+            {"_crm_id": key, "_contact_id": contact, "type": kind, "ts": ts,
+             "amount": math.nan, "_modified_at": modified[i]}
+            for contact in contacts
+        )
+    return _event_frame(rows), dropped

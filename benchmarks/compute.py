@@ -130,7 +130,7 @@ def generate(path: Path, contacts: int) -> None:
         conn.execute("SELECT setseed(0.42)")
         fields = ["country", "city", "age", "income_band", "lifecycle_stage", "nps_score",
                   "interests", "created_at", "postal_code"]
-        store.keep_properties("contacts", fields + ["email"])
+        store.keep_properties("contacts", [*fields, "email"])
         store.keep_properties("companies", ["industry", "employees"])
         conn.register("keys", keys)
         companies = max(1, contacts // 5)

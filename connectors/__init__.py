@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors import csvfile, hubspot
+from connectors import csvfile, hubspot, salesforce
 from connectors.base import Connector
 from segment_rules.tables import TableReader
 
@@ -36,6 +36,10 @@ CONNECTOR_TYPES: dict[str, ConnectorType] = {
     "hubspot": ConnectorType(
         hubspot.SETTINGS_KEYS, hubspot.parse_settings, hubspot.HubSpotSettings,
         hubspot.HubSpotConnector,
+    ),
+    "salesforce": ConnectorType(
+        salesforce.SETTINGS_KEYS, salesforce.parse_settings, salesforce.SalesforceSettings,
+        salesforce.SalesforceConnector,
     ),
 }
 

@@ -35,6 +35,7 @@ __all__ = [
     "STREAMS",
     "Batch",
     "BatchResult",
+    "BudgetAware",
     "Connector",
     "FieldWriter",
     "Page",
@@ -179,4 +180,20 @@ class TargetDeleter(Protocol):
 
     def delete_target(self, target: TargetRef) -> None:
         """Delete the list/campaign/file; one already gone counts as deleted."""
+        ...
+
+
+@runtime_checkable
+class BudgetAware(Protocol):
+    """Optional capability: refuse a run whose writes would pass the CRM's daily budget share.
+
+    The engine asks before the first write, so a run that cannot finish does not start.
+    """
+
+    def estimate_write_calls(self, adds: int, removes: int, new_targets: int = 0) -> int:
+        """API calls one segment's changes would cost."""
+        ...
+
+    def check_budget(self, planned_calls: int) -> None:
+        """Raise QuotaExhausted when ``planned_calls`` would pass the allowed share."""
         ...

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from connectors.base import Connector
+from connectors.base import BudgetAware, Connector
 from connectors.redact import scrub
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
@@ -133,6 +133,7 @@ def run_sync(
             store.finish_run(run_id, "dry-run", {"pulled": pulled.total}, "",
                              connector.api_usage())
             return SyncOutcome(plan, pulled, None, run_id, "dry-run")
+        _check_budget(connector, plan, store)
         applied = apply_plan(store, connector, plan, run_id, config.name_prefix,
                              progress.applied if progress else None,
                              lists=writes_lists(connector))
@@ -159,6 +160,27 @@ def run_sync(
         message, _usage(connector),
     )
     return SyncOutcome(plan, pulled, applied, run_id, status)
+
+
+def _check_budget(connector: Connector, plan: Plan, store: Store) -> None:
+    """Stop before the first write when the planned writes would pass the CRM's budget share."""
+    if not isinstance(connector, BudgetAware):
+        return
+    owned = store.targets()
+    writer = field_writer(connector)
+    planned = -(-plan.field_updates // max(1, writer.max_field_batch)) if writer else 0
+    if not writes_lists(connector):
+        connector.check_budget(planned)
+        return
+    planned += sum(
+        connector.estimate_write_calls(
+            change.adds, change.removes,
+            0 if (row := owned.get(change.key)) is not None and row.ref is not None else 1,
+        )
+        for change in plan.segments
+        if not change.blocked and not change.store_only and (change.changed or change.key not in owned)
+    )
+    connector.check_budget(planned)
 
 
 def _usage(connector: Connector) -> dict[str, int]:

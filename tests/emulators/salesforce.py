@@ -23,17 +23,22 @@ Emulated
   SystemModstamp, CreatedById, LastModifiedById; MasterRecordId on the mergeable Account,
   Contact and Lead only, as in Salesforce). 18-character Ids with the real key prefixes and
   checksum, handed out in order (deterministic); 15-character Ids are accepted on input.
+- Users: one User row per login user (Username, IsActive, UserPermissionsMarketingUser;
+  `sf.marketing_user`).
 - Derived fields: Name (Contact/Lead), IsWon/IsClosed (from StageName), Task IsClosed,
   Event ActivityDate, CampaignMember LeadOrContactId/HasResponded, Campaign member counts.
 - Recycle bin: delete / undelete (with cascades to members, roles and activities), merge
   (losers deleted with MasterRecordId, children re-parented, duplicate members dropped),
-  lead conversion (lead read-only, CANNOT_UPDATE_CONVERTED_LEAD), a purge window.
+  lead conversion (lead read-only, CANNOT_UPDATE_CONVERTED_LEAD, its Tasks and Events move to
+  the contact), a purge window.
 - REST: query / queryAll (SOQL subset: see `salesforce_soql`) with nextRecordsUrl paging and
   ``Sforce-Query-Options: batchSize``; sobjects (global describe, describe with picklists and
   field-level access, create, get, patch, delete, getUpdated, getDeleted); limits and
   limits/recordCount; sObject Collections create / update / delete / retrieve (200 per call,
   allOrNone, per-record errors such as DUPLICATE_VALUE); Bulk 2.0 query jobs (create, poll,
   CSV results with Sforce-Locator paging, abort, delete, list).
+- Time: the HTTP ``Date`` header follows the org's manual clock (`sf.clock`), like
+  SystemModstamp, so clients can take server time from responses.
 - Accounting: every data call counts against a daily limit and carries
   ``Sforce-Limit-Info: api-usage=N/M``; over the limit -> 403 REQUEST_LIMIT_EXCEEDED.
   Logins and faults that stop a request before the org are not counted.
@@ -55,8 +60,9 @@ Client note: with REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE set, requests ignores
 Deliberately not emulated
 -------------------------
 Bulk 2.0 ingest and Bulk v1; composite / batch / tree / graph; upsert by external Id;
-Tooling and Metadata APIs (custom fields are defined from Python instead); sharing, profiles
-and the Marketing User flag; validation rules, triggers, duplicate rules, workflow; currency
+Tooling and Metadata APIs (custom fields are defined from Python instead); sharing and
+profiles; enforcement of the Marketing User flag (`sf.marketing_user = False` only changes the
+User row and what describe says of Campaign / CampaignMember); validation rules, triggers, duplicate rules, workflow; currency
 conversion; archived activities (IsArchived); query cursors expiring on their own (call
 `expire_query_cursors()`); concurrent-request limits; SOQL features listed in
 `salesforce_soql`. Error messages follow Salesforce's wording where it is documented and are
@@ -66,6 +72,7 @@ the emulator's own elsewhere; the error *codes* and HTTP statuses are the contra
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import socket
 import tempfile
 import threading
@@ -137,6 +144,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header follows the org's clock, as SystemModstamp values do."""
+        if timestamp is None:
+            timestamp = self.server.app.org.clock.now().timestamp()
+        return email.utils.formatdate(timestamp, usegmt=True)
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -259,6 +272,7 @@ class SalesforceEmulator:
         self._org.updated_window_days = updated_window_days
         self._auth = Auth(self._org.ids)
         self._auth.add_user(username, password, security_token, user_id=self._org.user_id)
+        self._org.add_user_record(self._org.user_id, username)
         self._auth.add_app(consumer_key, consumer_secret, run_as=username)
         self._app = App(
             self._org, self._auth, api_version=api_version, api_limit=api_limit, page_size=page_size
@@ -366,7 +380,25 @@ class SalesforceEmulator:
 
     def add_user(self, username: str, password: str, security_token: str = "") -> str:
         with self._app.lock:
-            return self._auth.add_user(username, password, security_token)
+            user_id = self._auth.add_user(username, password, security_token)
+            self._org.add_user_record(user_id, username)
+            return user_id
+
+    @property
+    def marketing_user(self) -> bool:
+        """The integration user's Marketing User flag (User.UserPermissionsMarketingUser)."""
+        user = self._org.records[self._org.user_id]
+        return bool(user.values.get("UserPermissionsMarketingUser"))
+
+    @marketing_user.setter
+    def marketing_user(self, value: bool) -> None:
+        """Without the flag, describe shows Campaign / CampaignMember as not createable,
+        updateable or deletable (writes themselves are not refused by the emulator)."""
+        with self._app.lock:
+            self._org.records[self._org.user_id].values["UserPermissionsMarketingUser"] = value
+            for name in ("Campaign", "CampaignMember"):
+                definition = self._org.objects[name]
+                definition.createable = definition.updateable = definition.deletable = value
 
     def add_connected_app(
         self,

@@ -76,6 +76,11 @@ class ObjectDef:
     fields: dict[str, FieldDef]
     mergeable: bool = False
     label_plural: str = ""
+    # Object-level access of the API user, as describe reports it (profile CRUD and, for
+    # Campaign / CampaignMember, the Marketing User flag).
+    createable: bool = True
+    updateable: bool = True
+    deletable: bool = True
 
     def __post_init__(self) -> None:
         if not self.label_plural:
@@ -619,7 +624,19 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         label="Campaign Member",
     )
-    objects = [contact, lead, account, opportunity, contact_role, task, event, campaign, member]
+    user = _object(
+        "User",
+        "005",
+        [
+            _f("Username", "string", length=80, required=True),
+            _f("LastName", "string", length=80),
+            _f("IsActive", "boolean", default=True),
+            _f("UserPermissionsMarketingUser", "boolean", default=True),
+        ],
+    )
+    objects = [
+        contact, lead, account, opportunity, contact_role, task, event, campaign, member, user
+    ]
     return {o.name: o for o in objects}
 
 

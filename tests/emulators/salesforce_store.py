@@ -182,6 +182,7 @@ class Org:
         self.delete_log_purged_through: dt.datetime | None = None
         self._journal: list[Callable[[], None]] | None = None
         self._journaled: set[str] = set()
+        self._members: dict[str, list[Rec]] = {}
 
     # --- transactions (all-or-none) ---------------------------------------------------------
 
@@ -223,13 +224,23 @@ class Org:
 
     def _add_record(self, rec: Rec) -> None:
         self.records[rec.id] = rec
+        members = None
+        if rec.sobject == "CampaignMember":  # CampaignId never changes: index members by it
+            members = self._members.setdefault(str(rec.values.get("CampaignId")), [])
+            members.append(rec)
         if self._journal is not None:
             self._journaled.add(rec.id)
 
             def undo() -> None:
                 self.records.pop(rec.id, None)
+                if members is not None and rec in members:
+                    members.remove(rec)
 
             self._journal.append(undo)
+
+    def campaign_members(self, campaign_id: str) -> list[Rec]:
+        """Every CampaignMember row (deleted ones too) of one campaign."""
+        return self._members.get(campaign_id, [])
 
     # --- lookups ----------------------------------------------------------------------------
 
@@ -411,10 +422,8 @@ class Org:
             return
         self._remember(campaign)
         contacts = leads = 0
-        for rec in self.records.values():
-            if rec.sobject != "CampaignMember" or rec.deleted_at is not None:
-                continue
-            if rec.values.get("CampaignId") != campaign.id:
+        for rec in self.campaign_members(campaign.id):
+            if rec.deleted_at is not None:
                 continue
             if rec.values.get("ContactId"):
                 contacts += 1
@@ -474,6 +483,16 @@ class Org:
             self._recount(full.get("CampaignId"))
         return record_id
 
+    def add_user_record(self, user_id: str, username: str) -> None:
+        """The User row behind a login (segsync check reads UserPermissionsMarketingUser)."""
+        definition = self.objects["User"]
+        now = self.now()
+        values: dict[str, Any] = {name: spec.default for name, spec in definition.fields.items()}
+        values.update(Id=user_id, IsDeleted=False, Username=username, LastName=username,
+                      CreatedById=self.user_id, LastModifiedById=self.user_id,
+                      **dict.fromkeys(_SYSTEM_TIMESTAMPS, now))
+        self._add_record(Rec("User", values, "seed"))
+
     def _check_new_member(self, values: Mapping[str, Any], ctx: WriteContext) -> None:
         contact_id, lead_id = values.get("ContactId"), values.get("LeadId")
         if not contact_id and not lead_id:
@@ -490,10 +509,8 @@ class Org:
                 ["CampaignMember"],
                 "member added to a campaign segsync did not create",
             )
-        for rec in self.records.values():
-            if rec.sobject != "CampaignMember" or rec.deleted_at is not None:
-                continue
-            if rec.values.get("CampaignId") != campaign.id:
+        for rec in self.campaign_members(campaign.id):
+            if rec.deleted_at is not None:
                 continue
             if (contact_id and rec.values.get("ContactId") == contact_id) or (
                 lead_id and rec.values.get("LeadId") == lead_id
@@ -556,9 +573,16 @@ class Org:
 
     def delete(self, record_id: str, ctx: WriteContext) -> None:
         rec = self.target(record_id)
-        if rec.origin == "seed":
+        if rec.origin == "seed" and not self._member_of_owned_campaign(rec):
             self._audit(ctx, rec, [], "delete of a record segsync did not create")
         self._delete(rec, cascade_of=None)
+
+    def _member_of_owned_campaign(self, rec: Rec) -> bool:
+        """Removing a hand-added member from a campaign segsync owns is its job (reconcile)."""
+        if rec.sobject != "CampaignMember":
+            return False
+        campaign = self.find(str(rec.values.get("CampaignId")))
+        return campaign is not None and campaign.origin != "seed"
 
     def _delete(self, rec: Rec, cascade_of: str | None) -> None:
         now = self.now()
@@ -717,6 +741,15 @@ class Org:
             LastModifiedDate=now,
             SystemModstamp=now,
         )
+        for rec in self.records.values():  # the lead's activities move to the contact
+            if (
+                rec.sobject in ("Task", "Event")
+                and rec.deleted_at is None
+                and rec.values.get("WhoId") == lead.id
+            ):
+                self._remember(rec)
+                rec.values["WhoId"] = contact_id
+                rec.values["SystemModstamp"] = now
         for rec in self.records.values():
             if (
                 rec.sobject == "CampaignMember"

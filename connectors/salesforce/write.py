@@ -1,0 +1,362 @@
+"""Write-back: one Campaign per segment with CampaignMembers, and/or a multi-select picklist.
+
+How a :class:`connectors.base.Batch` (at most 200 people) maps to calls:
+
+* removes -> one SOQL query for those people's CampaignMember ids in this campaign
+  (``ContactId IN (...) OR LeadId IN (...)``), then one ``DELETE composite/sobjects?ids=``
+  per 200 member ids (normally one);
+* adds -> one ``POST composite/sobjects`` with up to 200 CampaignMember records.
+
+So a batch costs 1 call (adds only), 2 (removes only) or 3 (both). Removes run before
+adds, so a lead converted into a contact (whose member row now carries both ids) is
+removed and then re-added as the contact within one plan.
+
+Per-record outcomes: ``DUPLICATE_VALUE`` on insert and an already-deleted member on
+delete are success; a person who is gone (deleted, merged away or a converted lead) is
+success too, because the next pull removes them from the store and the engine then stops
+planning them; ``UNABLE_TO_LOCK_ROW`` rows are retried in this run up to
+:data:`LOCK_RETRIES` times with exponential backoff and jitter, then reported as failed;
+anything else is reported as failed and retried by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from connectors.base import Batch, TargetRef, TargetSpec
+from connectors.errors import ConnectorError, RetriableAPIError, TargetConflict
+from connectors.salesforce import soql
+from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.mapping import (
+    PERSON_FIELDS,
+    PERSON_GONE,
+    Outcome,
+    collection_outcomes,
+)
+from connectors.salesforce.settings import (
+    CAMPAIGN_NAME_MAX,
+    COLLECTION_LIMIT,
+    SalesforceSettings,
+)
+
+__all__ = ["LOCK_RETRIES", "Writer", "campaign_name", "person_object"]
+
+log = logging.getLogger("segsync.salesforce")
+
+T = TypeVar("T")
+#: In-run retries of rows that failed with UNABLE_TO_LOCK_ROW (after the first attempt).
+LOCK_RETRIES = 3
+LOCK_BASE_DELAY = 1.0
+LOCK_JITTER = 1.0
+_PREFIXES = {"003": "Contact", "00Q": "Lead"}
+
+
+def person_object(person_id: str) -> str | None:
+    """Contact or Lead, from the id's key prefix (None for anything else)."""
+    return _PREFIXES.get(person_id[:3])
+
+
+def campaign_name(name: str) -> str:
+    """Campaign.Name holds 80 characters; longer names are cut with an ellipsis."""
+    return name if len(name) <= CAMPAIGN_NAME_MAX else name[: CAMPAIGN_NAME_MAX - 1] + "…"
+
+
+@dataclass
+class FieldCheck:
+    """What an admin must fix before the picklist can be written, and softer warnings."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    values: set[str] = field(default_factory=set)
+
+
+class Writer:
+    """Campaign and picklist writes over a :class:`SalesforceClient`."""
+
+    def __init__(
+        self,
+        client: SalesforceClient,
+        settings: SalesforceSettings,
+        *,
+        sleep: Callable[[float], None],
+        rng: random.Random,
+        before_write: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.sleep = sleep
+        self.rng = rng
+        self.before_write = before_write
+        #: People skipped because they no longer exist (for logs and tests).
+        self.gone: set[str] = set()
+
+    # -- campaigns -----------------------------------------------------------------------
+
+    def _campaigns_named(self, name: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for page in self.client.query_pages(soql.campaign_by_name(name), what="query Campaign"):
+            rows.extend(page.records)
+        return rows
+
+    def ensure_campaign(self, spec: TargetSpec, current: TargetRef | None, adopt: bool
+                        ) -> TargetRef:
+        name = campaign_name(spec.name)
+        same_name = [c for c in self._campaigns_named(name)
+                     if current is None or c.get("Id") != current.target_id]
+        if same_name and not (adopt and current is None):
+            raise TargetConflict(
+                f"a Campaign named {name!r} already exists in Salesforce "
+                f"({same_name[0].get('Id')}) and segsync did not create it; rename or delete "
+                "that campaign, or change the segment's name or [crm].name_prefix"
+            )
+        if current is None and same_name:  # adopt: created by a run stopped before recording it
+            return TargetRef(str(same_name[0]["Id"]), spec.name)
+        self.before_write()
+        if current is not None:
+            try:
+                self.client.rest("PATCH", f"sobjects/Campaign/{current.target_id}",
+                                 json={"Name": name})
+            except ConnectorError as exc:
+                if self.client.last_error_code in ("NOT_FOUND", "ENTITY_IS_DELETED"):
+                    raise ConnectorError(
+                        f"the Campaign segsync created for {spec.key!r} ({current.target_id}) "
+                        "was deleted in Salesforce; restore it from the recycle bin, or remove "
+                        "the segment's target from the store to create a new one"
+                    ) from exc
+                raise
+            return TargetRef(current.target_id, spec.name)
+        return TargetRef(self._create_campaign(name, spec.key), spec.name)
+
+    def _create_campaign(self, name: str, key: str) -> str:
+        body = {
+            "Name": name,
+            "IsActive": True,
+            "Description": f"Managed by segsync (segment '{key}'): members are rewritten on "
+                           "every sync; edits made here are undone.",
+        }
+        try:
+            created = self.client.rest("POST", "sobjects/Campaign/", json=body, once=True)
+        except RetriableAPIError:
+            # The create may have reached Salesforce before the connection failed: look first,
+            # so a retry never makes a second campaign.
+            found = self._campaigns_named(name)
+            if found:
+                return str(found[0]["Id"])
+            created = self.client.rest("POST", "sobjects/Campaign/", json=body)
+        campaign_id = (created or {}).get("id")
+        if not campaign_id:
+            raise ConnectorError(f"Salesforce did not return an id for the new Campaign {name!r}")
+        log.info("created Campaign %s (%s)", name, campaign_id)
+        return str(campaign_id)
+
+    def members(self, target: TargetRef) -> Iterator[str]:
+        for page in self.client.query_pages(soql.member_persons(target.target_id),
+                                            what="query CampaignMember"):
+            for row in page.records:
+                person = row.get("ContactId") or row.get("LeadId")
+                if person:
+                    yield str(person)
+
+    def apply(self, target: TargetRef, batch: Batch) -> dict[str, str]:
+        """Apply one batch; returns the per-person failures."""
+        failed: dict[str, str] = {}
+        removes = list(dict.fromkeys(batch.removes))
+        removing = set(removes)
+        adds = [i for i in dict.fromkeys(batch.adds) if i not in removing]
+        for person in [*removes, *adds]:
+            if person_object(person) is None:
+                failed[person] = "not a Contact (003...) or Lead (00Q...) id"
+        if removes:
+            self.before_write()
+            failed.update(self._remove(target, [p for p in removes if p not in failed]))
+        if adds:
+            self.before_write()
+            failed.update(self._add(target, [p for p in adds if p not in failed]))
+        return failed
+
+    def _remove(self, target: TargetRef, people: Sequence[str]) -> dict[str, str]:
+        if not people:
+            return {}
+        contacts = [p for p in people if person_object(p) == "Contact"]
+        leads = [p for p in people if person_object(p) == "Lead"]
+        wanted = set(people)
+        owner: dict[str, str] = {}
+        query = soql.member_rows(target.target_id, contacts, leads)
+        for page in self.client.query_pages(query, what="query CampaignMember"):
+            for row in page.records:
+                lead, contact = row.get("LeadId"), row.get("ContactId")
+                person = lead if lead in wanted else contact
+                if person in wanted:
+                    owner[str(row["Id"])] = str(person)
+        failed: dict[str, str] = {}
+        for chunk in _chunks(sorted(owner), COLLECTION_LIMIT):
+            for member_id, outcome in self._with_lock_retries(chunk, self._delete_members):
+                if outcome.ok or outcome.code in ("ENTITY_IS_DELETED",
+                                                  "INVALID_CROSS_REFERENCE_KEY"):
+                    continue  # already gone: the goal of a remove
+                failed[owner[member_id]] = outcome.reason
+        return failed
+
+    def _delete_members(self, member_ids: list[str]) -> list[Outcome]:
+        results = self.client.rest("DELETE", "composite/sobjects",
+                                   params={"ids": ",".join(member_ids), "allOrNone": "false"})
+        return collection_outcomes(len(member_ids), results)
+
+    def _add(self, target: TargetRef, people: Sequence[str]) -> dict[str, str]:
+        failed: dict[str, str] = {}
+        for chunk in _chunks(list(people), COLLECTION_LIMIT):
+
+            def send(batch: list[str]) -> list[Outcome]:
+                records = [{"attributes": {"type": "CampaignMember"},
+                            "CampaignId": target.target_id,
+                            ("LeadId" if person_object(p) == "Lead" else "ContactId"): p}
+                           for p in batch]
+                results = self.client.rest("POST", "composite/sobjects",
+                                           json={"allOrNone": False, "records": records})
+                return collection_outcomes(len(batch), results)
+
+            for person, outcome in self._with_lock_retries(chunk, send):
+                if outcome.ok or outcome.code == "DUPLICATE_VALUE":
+                    continue
+                if outcome.code in PERSON_GONE and "CampaignId" in outcome.fields:
+                    raise ConnectorError(
+                        f"the Campaign {target.name!r} ({target.target_id}) is gone from "
+                        f"Salesforce ({outcome.reason}); restore it from the recycle bin"
+                    )
+                if self._person_gone(person, outcome):
+                    continue
+                failed[person] = outcome.reason
+        return failed
+
+    def _person_gone(self, person: str, outcome: Outcome, *, direct: bool = False) -> bool:
+        """Deleted, merged-away or converted people: skipped, the next pull drops them.
+
+        ``direct`` is true when the failing record *is* the person (a field update); for a
+        CampaignMember insert the error must name the ContactId/LeadId field, otherwise it
+        might be about the campaign and is reported as a failure instead.
+        """
+        if outcome.code not in PERSON_GONE:
+            return False
+        if not direct and outcome.code != "CANNOT_UPDATE_CONVERTED_LEAD" and not (
+                set(outcome.fields) & PERSON_FIELDS):
+            return False
+        log.info("skipped %s: %s (it leaves the store on the next pull)", person, outcome.reason)
+        self.gone.add(person)
+        return True
+
+    def _with_lock_retries(
+        self, items: list[T], send: Callable[[list[T]], list[Outcome]]
+    ) -> list[tuple[T, Outcome]]:
+        """Send, then resend only the rows Salesforce could not lock, a bounded number of times."""
+        done: list[tuple[T, Outcome]] = []
+        pending = items
+        for attempt in range(LOCK_RETRIES + 1):
+            outcomes = send(pending)
+            locked = [(i, o) for i, o in zip(pending, outcomes, strict=True)
+                      if not o.ok and o.code == "UNABLE_TO_LOCK_ROW"]
+            done.extend((i, o) for i, o in zip(pending, outcomes, strict=True)
+                        if o.ok or o.code != "UNABLE_TO_LOCK_ROW")
+            if not locked:
+                break
+            if attempt == LOCK_RETRIES:
+                done.extend(locked)
+                break
+            delay = LOCK_BASE_DELAY * 2**attempt + self.rng.uniform(0, LOCK_JITTER)
+            log.info("%d row(s) locked by another transaction; retrying in %.1f s",
+                     len(locked), delay)
+            self.sleep(delay)
+            pending = [i for i, _ in locked]
+        return done
+
+    # -- the multi-select picklist ---------------------------------------------------------
+
+    def check_field(self, sobject: str, options: Sequence[str]) -> FieldCheck:
+        """Does ``sobject`` have the picklist, writable, with these values? (one describe)"""
+        name = self.settings.field_name
+        described = self.client.rest("GET", f"sobjects/{sobject}/describe") or {}
+        found = next((f for f in described.get("fields", [])
+                      if str(f.get("name", "")).lower() == name.lower()), None)
+        check = FieldCheck()
+        steps = (f"Setup > Object Manager > {sobject} > Fields & Relationships > New > "
+                 f"Picklist (Multi-Select), API name {name}")
+        if found is None:
+            check.problems.append(
+                f"{sobject}.{name} does not exist or the API user cannot see it: create it "
+                f"({steps}) and grant the integration user's profile or permission set "
+                f"Read and Edit on it (Field-Level Security)")
+            return check
+        if found.get("type") != "multipicklist":
+            check.problems.append(f"{sobject}.{name} is a {found.get('type')} field, not a "
+                                  f"multi-select picklist: set [crm].field_name to one ({steps})")
+            return check
+        if not found.get("updateable"):
+            check.problems.append(
+                f"{sobject}.{name} is read-only for the API user: grant Edit in its Field-Level "
+                "Security for the integration user's profile or permission set")
+        check.values = {str(v.get("value")) for v in found.get("picklistValues", [])
+                        if v.get("active", True)}
+        missing = [o for o in options if o not in check.values]
+        if missing and found.get("restrictedPicklist"):
+            check.problems.append(
+                f"{sobject}.{name} is a restricted picklist without the value(s) "
+                f"{', '.join(missing)}: add them (Setup > Object Manager > {sobject} > "
+                f"{name} > Values > New), or uncheck 'Restrict picklist to the values defined "
+                "in the value set'")
+        elif missing:
+            check.warnings.append(
+                f"{sobject}.{name} lacks the value(s) {', '.join(missing)}: Salesforce stores "
+                "them, but list views and reports will not offer them until an admin adds them")
+        return check
+
+    def ensure_field(self, options: Sequence[str]) -> None:
+        bad = [o for o in options if ";" in o or not o.strip() or len(o) > 255]
+        if bad:
+            raise ConnectorError(
+                f"segment value(s) {', '.join(repr(b) for b in bad)} cannot be picklist values "
+                "(no ';', not empty, at most 255 characters)")
+        problems: list[str] = []
+        for sobject in self.settings.objects:
+            check = self.check_field(sobject, options)
+            problems += check.problems
+            for warning in check.warnings:
+                log.warning("%s", warning)
+        if problems:
+            raise ConnectorError("the segment field is not ready; a Salesforce admin must:\n  - "
+                                 + "\n  - ".join(problems))
+
+    def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+        name = self.settings.field_name
+        failed: dict[str, str] = {}
+        records: list[dict[str, Any]] = []
+        for person in sorted(updates):
+            sobject = person_object(person)
+            if sobject is None or sobject not in self.settings.objects:
+                failed[person] = "not a Contact (003...) or Lead (00Q...) id"
+                continue
+            values = sorted(set(updates[person]))
+            records.append({"attributes": {"type": sobject}, "id": person,
+                            name: ";".join(values) if values else None})
+
+        def send(batch: list[dict[str, Any]]) -> list[Outcome]:
+            results = self.client.rest("PATCH", "composite/sobjects",
+                                       json={"allOrNone": False, "records": batch})
+            return collection_outcomes(len(batch), results)
+
+        for chunk in _chunks(records, COLLECTION_LIMIT):
+            self.before_write()
+            for record, outcome in self._with_lock_retries(chunk, send):
+                person = str(record["id"])
+                if outcome.ok or self._person_gone(person, outcome, direct=True):
+                    continue
+                failed[person] = outcome.reason
+        return failed
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+

@@ -7,13 +7,16 @@ a concrete connector by name.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors import csvfile, hubspot, salesforce
+from connectors import csvfile
 from connectors.base import Connector
+from connectors.hubspot import settings as hubspot
+from connectors.salesforce import settings as salesforce
 from segment_rules.tables import TableReader
 
 __all__ = ["CONNECTOR_TYPES", "Connector", "ConnectorType", "create"]
@@ -29,17 +32,27 @@ class ConnectorType:
     build: Callable[[Any], Connector]
 
 
+def _lazy(module: str, name: str) -> Callable[[Any], Connector]:
+    """A factory that imports a CRM's connector (and its SDKs) only when one is built."""
+
+    def build(settings: Any) -> Connector:
+        factory: Callable[[Any], Connector] = getattr(importlib.import_module(module), name)
+        return factory(settings)
+
+    return build
+
+
 CONNECTOR_TYPES: dict[str, ConnectorType] = {
     "csv": ConnectorType(
         csvfile.SETTINGS_KEYS, csvfile.parse_settings, csvfile.CsvSettings, csvfile.CsvConnector
     ),
     "hubspot": ConnectorType(
         hubspot.SETTINGS_KEYS, hubspot.parse_settings, hubspot.HubSpotSettings,
-        hubspot.HubSpotConnector,
+        _lazy("connectors.hubspot.connector", "HubSpotConnector"),
     ),
     "salesforce": ConnectorType(
         salesforce.SETTINGS_KEYS, salesforce.parse_settings, salesforce.SalesforceSettings,
-        salesforce.SalesforceConnector,
+        _lazy("connectors.salesforce.connector", "SalesforceConnector"),
     ),
 }
 

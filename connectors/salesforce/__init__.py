@@ -9,12 +9,14 @@ Modules, each with one job:
 * ``mapping``: pure translations (records -> frames, results -> outcomes, errors);
 * ``streams``: incremental pulls of the four streams, with their watermarks;
 * ``write``: Campaigns, CampaignMembers and the multi-select picklist;
-* ``connector``: :class:`SalesforceConnector`, which wires them together.
+* ``connector``: :class:`SalesforceConnector`, which wires them together (imported on
+  first use, so commands that never talk to Salesforce do not pay for its imports).
 """
 
 from __future__ import annotations
 
-from connectors.salesforce.connector import SalesforceConnector
+from typing import Any
+
 from connectors.salesforce.settings import (
     API_VERSION,
     SETTINGS_KEYS,
@@ -29,3 +31,11 @@ __all__ = [
     "SalesforceSettings",
     "parse_settings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SalesforceConnector":
+        from connectors.salesforce.connector import SalesforceConnector
+
+        return SalesforceConnector
+    raise AttributeError(name)

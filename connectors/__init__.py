@@ -15,8 +15,8 @@ from typing import Any
 
 from connectors import csvfile
 from connectors.base import Connector
-from connectors.hubspot import settings as hubspot
-from connectors.salesforce import settings as salesforce
+from connectors.hubspot import settings as hubspot_settings
+from connectors.salesforce import settings as salesforce_settings
 from segment_rules.tables import TableReader
 
 __all__ = ["CONNECTOR_TYPES", "Connector", "ConnectorType", "create"]
@@ -47,11 +47,13 @@ CONNECTOR_TYPES: dict[str, ConnectorType] = {
         csvfile.SETTINGS_KEYS, csvfile.parse_settings, csvfile.CsvSettings, csvfile.CsvConnector
     ),
     "hubspot": ConnectorType(
-        hubspot.SETTINGS_KEYS, hubspot.parse_settings, hubspot.HubSpotSettings,
+        hubspot_settings.SETTINGS_KEYS, hubspot_settings.parse_settings,
+        hubspot_settings.HubSpotSettings,
         _lazy("connectors.hubspot.connector", "HubSpotConnector"),
     ),
     "salesforce": ConnectorType(
-        salesforce.SETTINGS_KEYS, salesforce.parse_settings, salesforce.SalesforceSettings,
+        salesforce_settings.SETTINGS_KEYS, salesforce_settings.parse_settings,
+        salesforce_settings.SalesforceSettings,
         _lazy("connectors.salesforce.connector", "SalesforceConnector"),
     ),
 }

@@ -29,7 +29,7 @@ from connectors.errors import (
     RetriableAPIError,
     TargetConflict,
 )
-from connectors.salesforce import SalesforceConnector
+from connectors.salesforce.connector import SalesforceConnector
 from sync.cli import main
 from sync.config import Config, parse_config
 from sync.engine import SyncOutcome, run_sync

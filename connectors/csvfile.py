@@ -298,6 +298,23 @@ class CsvConnector:
         self._writes += 1
         return BatchResult(api_calls=1)
 
+    def delete_target(self, target: TargetRef) -> None:
+        """Delete a list file and its index entry (``segsync prune``); a missing one is fine.
+
+        ``finish`` rebuilds the combined files afterwards; once no list is left they are
+        removed, since they would only describe deleted lists.
+        """
+        index = self._index()
+        remaining = index[index["target_id"] != target.target_id]
+        out = self.settings.output_dir
+        if len(remaining) != len(index):
+            _atomic_write(out / "lists.csv", remaining)
+        self._list_file(target.target_id).unlink(missing_ok=True)
+        self._writes += 1
+        if remaining.empty:
+            for name in ("memberships.csv", "contacts_with_segments.csv"):
+                (out / name).unlink(missing_ok=True)
+
     def finish(self) -> None:
         """Rebuild the combined files when any list changed since they were written."""
         out = self.settings.output_dir

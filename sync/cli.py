@@ -8,28 +8,47 @@ need to know about processes.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import logging
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from connectors import create
+from connectors.base import Connector
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
 from segment_rules import requirements
 from segment_rules.errors import RuleError, did_you_mean
 from segment_rules.explain import explain_contacts, render
+from sync.alerts import AlertSettings, RunSummary, describe_settings, notify, summarize
 from sync.compute import expand_segments
 from sync.config import Config, load_config
-from sync.engine import run_plan, run_pull, run_sync, utc_now
-from sync.errors import SegsyncError
+from sync.engine import SyncOutcome, run_plan, run_pull, run_sync, utc_now
+from sync.errors import ConfigError, SegsyncError, StoreLocked
+from sync.forget import deleter, forget, orphans, prune
 from sync.lock import store_lock
 from sync.log import Progress, setup_logging
-from sync.output import render_plan, render_result, render_status
+from sync.output import (
+    plan_json,
+    render_plan,
+    render_plan_costs,
+    render_plan_markdown,
+    render_result,
+    render_status,
+)
+from sync.plan import Plan
+from sync.planview import plan_view
 from sync.pull import stream_fields
+from sync.report import collect, render_html, write_report
+from sync.schedule import next_run, run_schedule, stop_on_signals
 from sync.store import Store
 
 __all__ = ["EXIT_CODES", "main"]
@@ -45,6 +64,14 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 ]
 
 DEFAULT_CONFIG = "segsync.toml"
+
+log = logging.getLogger("segsync.cli")
+
+
+class UsageError(SegsyncError):
+    """The command cannot go on as called (e.g. a confirmation is needed)."""
+
+    exit_code = USAGE
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -69,6 +96,22 @@ def _open(config: Config, args: argparse.Namespace) -> tuple[Store, Callable[[],
     return store, close
 
 
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
+def _clock(args: argparse.Namespace) -> Callable[[], dt.datetime]:
+    """``--as-of`` pins "now" for date windows; otherwise the real UTC clock."""
+    as_of: dt.datetime | None = getattr(args, "as_of", None)
+    return utc_now if as_of is None else (lambda: as_of)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.config)
     if path.exists() and not args.overwrite:
@@ -84,6 +127,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"Config {config.source}: OK, {len(config.segments)} segment(s)")
     for line in create(config.crm).check():
         print(f"CRM: {line}")
+    alerts = _alert_settings(config)
+    if alerts is not None:
+        env = alerts.webhook_url_env
+        state = "set" if os.environ.get(env, "").strip() else "NOT SET: no alert can be sent"
+        triggers = ", ".join(describe_settings(alerts)) or "nothing (every trigger is off)"
+        print(f"Alerts: to the webhook in ${env} ({state}) on {triggers}")
     needs = requirements(config.segments, config.per_value)
     for stream, fields in stream_fields(needs).items():
         if fields:
@@ -97,7 +146,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     store, close = _open(config, args)
     try:
         result = run_pull(config, connector, store, full=args.full, force=args.force,
-                          progress=Progress())
+                          progress=Progress(), clock=_clock(args))
     finally:
         close()
     pulled = ", ".join(f"{k} {v}" for k, v in result.records.items())
@@ -111,11 +160,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         connector = create(config.crm)
         if not args.no_pull:
-            run_pull(config, connector, store, progress=Progress())
-        plan = run_plan(config, store, force=args.force, connector=connector)
+            run_pull(config, connector, store, progress=Progress(), clock=_clock(args))
+        plan = run_plan(config, store, force=args.force, connector=connector, clock=_clock(args))
+        view = plan_view(store, plan, connector, config.name_prefix,
+                         daily_budget=args.daily_budget)
     finally:
         close()
-    print(render_plan(plan))
+    if args.format == "json":
+        print(json.dumps(plan_json(view), indent=2))
+    elif args.format == "markdown":
+        print(render_plan_markdown(view))
+    else:
+        print(render_plan(plan))
+        print(render_plan_costs(view))
     return GUARD if plan.blocked else OK
 
 
@@ -125,10 +182,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     started = time.monotonic()
     store, close = _open(config, args)
     try:
-        outcome = run_sync(
-            config, connector, store, dry_run=args.dry_run, full=args.full, force=args.force,
+        outcome = _sync_alerting(
+            config, connector, store, None if args.dry_run else _alert_settings(config),
+            dry_run=args.dry_run, full=args.full, force=args.force,
             progress=Progress(), on_plan=lambda plan: print(render_plan(plan), flush=True),
-            reconcile_first=args.reconcile,
+            reconcile_first=args.reconcile, clock=_clock(args),
         )
     finally:
         close()
@@ -148,14 +206,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     store, close = _open(config, args)
     try:
-        configured = {s.key for s in config.segments}
-        orphans = [k for k in store.targets() if k not in configured]
-        text = render_status(store.recent_runs(), store.segment_history(),
-                             store.pending_failures(), orphans)
+        # Plan over the store as it is: failed records count only while still needed.
+        plan, problem = _plan_if_possible(config, store, _clock(args))
+        if plan is not None:
+            orphaned = list(plan.orphans)
+        else:
+            orphaned = [k for k in store.targets() if not _configured(config, k)]
+        failures = store.retry_queue(planned=plan is not None)
+        text = render_status(store.recent_runs(), store.segment_history(args.runs),
+                             failures[:20], orphaned, failures_total=len(failures),
+                             schedule=_schedule_line(config),
+                             pending=(plan.adds, plan.removes) if plan else None)
     finally:
         close()
     print(text)
+    if problem:
+        print(f"Pending changes not computed: {problem}")
     return OK
+
+
+def _plan_if_possible(
+    config: Config, store: Store, clock: Callable[[], dt.datetime] = utc_now
+) -> tuple[Plan | None, str]:
+    """A plan over the store as it is, or None and why (e.g. a field not pulled yet)."""
+    try:
+        return run_plan(config, store, clock=clock), ""
+    except Exception as exc:  # status and report must work on any store
+        lines = scrub(str(exc)).splitlines() or [type(exc).__name__]
+        example = f", e.g. {lines[1].strip(' -')}" if len(lines) > 1 else ""
+        return None, f"{lines[0]}{example}; run `segsync pull` first"
+
+
+def _configured(config: Config, key: str) -> bool:
+    """Whether ``key`` belongs to a configured segment, without expanding per-value blocks."""
+    return (any(s.key == key for s in config.segments)
+            or any(key.startswith(g.key + "-") for g in config.per_value))
+
+
+def _schedule_line(config: Config) -> str | None:
+    expression = config.sync.schedule
+    if not expression:
+        return None
+    return (f"{expression} (UTC); next slot {next_run(expression, utc_now()):%Y-%m-%d %H:%M} UTC"
+            " (`segsync schedule` runs sync then)")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -167,7 +260,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if args.segment and args.segment not in keys:
             hint = did_you_mean(args.segment, keys)
             raise SegsyncError(f"no segment {args.segment!r}" + (f" ({hint})" if hint else ""))
-        found = explain_contacts(store.conn, segments, [args.contact], utc_now())
+        found = explain_contacts(store.conn, segments, [args.contact], _clock(args)())
     finally:
         close()
     if args.contact not in found:
@@ -178,6 +271,188 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return OK
 
 
+def _alert_settings(config: Config) -> AlertSettings | None:
+    """The parsed ``[alerts]`` table (``Config.alerts``), when the config has one."""
+    settings = getattr(config, "alerts", None)
+    return settings if isinstance(settings, AlertSettings) else None
+
+
+def _sync_alerting(config: Config, connector: Connector, store: Store,
+                   alerts: AlertSettings | None, **options: Any) -> SyncOutcome:
+    """``run_sync``, then tell the alert webhook what changed (failures included)."""
+    label = config.source.name
+    try:
+        outcome = run_sync(config, connector, store, **options)
+    except Exception as exc:
+        if alerts is not None:
+            runs = store.recent_runs(1)
+            run_id = runs[0]["run_id"] if runs and runs[0]["command"] == "sync" else None
+            notify(store, alerts, RunSummary(run_id if isinstance(run_id, int) else None,
+                                             "failed", scrub(str(exc)) or type(exc).__name__),
+                   label)
+        raise
+    if alerts is not None and outcome.applied is not None:
+        notify(store, alerts, summarize(outcome), label)
+    return outcome
+
+
+def _alert_unstarted(config: Config, args: argparse.Namespace, exc: Exception) -> None:
+    """A scheduled run that failed before it could open the store still alerts."""
+    alerts = _alert_settings(config)
+    if alerts is None:
+        return
+    try:
+        store, close = _open(config, args)
+    except Exception:
+        return
+    try:
+        notify(store, alerts, RunSummary(None, "failed", scrub(str(exc)) or type(exc).__name__),
+               config.source.name)
+    finally:
+        close()
+
+
+def _scheduled_sync(args: argparse.Namespace, last_good: list[Config]) -> None:
+    """One run of ``segsync schedule``: re-read the config (edits apply), sync, alert."""
+    started = time.monotonic()
+    try:
+        config = _config(args)
+        connector = create(config.crm)
+    except Exception as exc:
+        _alert_unstarted(last_good[0], args, exc)
+        raise
+    last_good[0] = config
+    try:
+        store, close = _open(config, args)
+    except StoreLocked as exc:
+        log.warning("skipped this run: %s", exc)
+        return
+    try:
+        outcome = _sync_alerting(config, connector, store, _alert_settings(config),
+                                 progress=Progress())
+    finally:
+        close()
+    if outcome.applied is not None:
+        for line in render_result(outcome.applied, outcome.status, outcome.run_id,
+                                  time.monotonic() - started).splitlines():
+            log.info("%s", line.strip())
+    for change in outcome.plan.blocked:
+        log.warning("safety guard: %s %s", change.key, change.blocked)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    config = _config(args)
+    expression = config.sync.schedule
+    if not expression:
+        raise ConfigError(f"{config.source}: [sync].schedule is not set (e.g. schedule = "
+                          '"0 */6 * * *" for every six hours, UTC)')
+    stop = threading.Event()
+    last_good = [config]
+    log.info("segsync schedule: %r (UTC) for %s; stop with SIGTERM or Ctrl-C",
+             expression, config.source)
+    with stop_on_signals(stop):
+        return run_schedule(expression, lambda: _scheduled_sync(args, last_good),
+                            clock=utc_now, sleep=stop.wait, stop=stop)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store, close = _open(config, args)
+    try:
+        # Failed records are listed while the plan still needs them (when it can be made).
+        plan, problem = _plan_if_possible(config, store, _clock(args))
+        if problem:
+            log.warning("report without the pending plan: %s", problem)
+        try:
+            segments = expand_segments(store, config.segments, config.per_value)
+        except Exception:
+            segments = list(config.segments)
+        data = collect(store, segments, config.source.name, now=_clock(args)(), runs=args.runs,
+                       planned=plan is not None)
+    finally:
+        close()
+    path = Path(args.html)
+    try:
+        write_report(path, render_html(data))
+    except OSError as exc:
+        raise SegsyncError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"Wrote {path}: {len(data.names)} segment(s), {len(data.history_runs)} run(s) of "
+          "history")
+    return OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store, close = _open(config, args)
+    try:
+        result = forget(store, args.contact)
+    finally:
+        close()
+    counts = result.counts
+    if result.found:
+        erased = ", ".join(f"{n} {kind}" for kind, n in counts.items()
+                           if n and kind != "change-log rows") or "no records"
+        print(f"Erased contact {args.contact} from the store {config.store.path}: {erased}.")
+        if counts.get("change-log rows"):
+            print(f"{counts['change-log rows']} change-log row(s) now carry only the pseudonym "
+                  f"{result.pseudonym} instead of the id.")
+    else:
+        print(f"Nothing was stored about contact {args.contact} (already erased, or never "
+              "pulled; the id is the CRM's record id).")
+    print(f"The erasure is logged as run {result.run_id} (without the id).")
+    print("segsync did not touch the CRM: erase the person there as well (for the csv "
+          "connector: the export files and the membership files in output_dir), or a later "
+          "pull (of a change to the record, or `pull --full`) brings them back.")
+    return OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    config = _config(args)
+    connector = create(config.crm)
+    store, close = _open(config, args)
+    try:
+        segments = expand_segments(store, config.segments, config.per_value)
+        found = orphans(store, (s.key for s in segments))
+        if not found:
+            print("Nothing to prune: every list/campaign segsync owns has a configured segment.")
+            return OK
+        target_deleter = deleter(connector, type(connector).__name__)
+        print("Lists/campaigns segsync created whose segment is no longer configured:")
+        for orphan in found:
+            row = orphan.row
+            note = ("" if row.ref else " (still being created when a run stopped: its id is "
+                    "unknown, so it is skipped; look for it in the CRM)")
+            print(f"  {row.segment_key}: {row.name!r}, {orphan.members} member(s){note}")
+        deletable = [o for o in found if o.row.ref is not None]
+        if not deletable:
+            return OK
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("not deleting without confirmation: run on a terminal to be "
+                                 "asked, or pass --yes")
+            answer = input(f"Delete these {len(deletable)} list(s)/campaign(s) in the CRM? "
+                           "This cannot be undone. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing was deleted.")
+                return OK
+        done = prune(store, target_deleter, deletable)
+        connector.finish()
+    finally:
+        close()
+    print(f"Deleted {len(done)} list(s)/campaign(s): {', '.join(done)}")
+    return OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=os.environ.get("SEGSYNC_CONFIG", DEFAULT_CONFIG),
@@ -186,6 +461,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="log lines on stderr as text or JSON")
     common.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                         help="wait this long for another run holding the store")
+    common.add_argument("--as-of", type=_timestamp, default=None, metavar="UTC-TIME",
+                        help="evaluate date windows as of this time, e.g. 2026-11-16T00:00 "
+                             "(reproducible plans; default: now)")
     common.add_argument("--verbose", action="store_true", help="debug logging")
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
@@ -209,6 +487,10 @@ def _parser() -> argparse.ArgumentParser:
     plan = add("plan", cmd_plan, "pull, compute and show adds/removes (no CRM writes)")
     plan.add_argument("--no-pull", action="store_true",
                       help="plan over the store as it is, without pulling changes first")
+    plan.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                      help="text (terminal), markdown (a pull-request comment) or json")
+    plan.add_argument("--daily-budget", type=_positive_int, metavar="N", default=None,
+                      help="the CRM portal's daily API call limit, to compare the estimate with")
     sync = add("sync", cmd_sync, "pull, compute and apply")
     sync.add_argument("--dry-run", action="store_true", help="stop after printing the plan")
     sync.add_argument("--reconcile", action="store_true",
@@ -219,11 +501,27 @@ def _parser() -> argparse.ArgumentParser:
     for command in (pull, plan, sync):
         command.add_argument("--force", action="store_true",
                              help="override the safety guards")
-    add("status", cmd_status, "last runs, segment sizes and their trend, failed records")
+    status = add("status", cmd_status, "last runs, segment sizes and their trend, failed records")
+    status.add_argument("--runs", type=_positive_int, default=8, metavar="N",
+                        help="size trend over the last N sync runs (default 8)")
     explain = add("explain", cmd_explain,
                   "which segments a contact is in, and which conditions decided it")
     explain.add_argument("contact", help="the contact's CRM record id")
     explain.add_argument("--segment", metavar="KEY", help="explain one segment only")
+    report = add("report", cmd_report,
+                 "write a self-contained HTML page: sizes, trends, overlaps, changes")
+    report.add_argument("--html", required=True, metavar="FILE", help="the page to write")
+    report.add_argument("--runs", type=_positive_int, default=30, metavar="N",
+                        help="size history over the last N sync runs (default 30)")
+    add("schedule", cmd_schedule,
+        "run sync on the [sync].schedule cron expression, in the foreground, until stopped")
+    forget_cmd = add("forget", cmd_forget,
+                     "erase a person from the local store (right to erasure); not from the CRM")
+    forget_cmd.add_argument("contact", help="the contact's CRM record id")
+    prune_cmd = add("prune", cmd_prune,
+                    "delete owned lists/campaigns whose segment was removed from the config")
+    prune_cmd.add_argument("--yes", action="store_true",
+                           help="do not ask for confirmation (needed when not on a terminal)")
     return parser
 
 

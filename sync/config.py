@@ -18,11 +18,12 @@ from segment_rules.errors import Problem, RuleError
 from segment_rules.parse import parse_rules
 from segment_rules.schema import PerValueGenerator, Segment
 from segment_rules.tables import TableReader, key_path
+from sync.alerts import AlertSettings, parse_alerts
 from sync.errors import ConfigError
 
 __all__ = ["Config", "StoreSettings", "SyncSettings", "load_config", "parse_config"]
 
-TOP_KEYS = ("crm", "store", "sync", "segment")
+TOP_KEYS = ("crm", "store", "sync", "segment", "alerts")
 CRM_COMMON_KEYS = ("type", "name_prefix")
 STORE_KEYS = ("path", "memory_limit")
 SYNC_KEYS = ("schedule", "max_removal_fraction", "min_removals_to_guard",
@@ -59,6 +60,8 @@ class Config:
     segments: tuple[Segment, ...]
     #: One-segment-per-value blocks, expanded against the store at compute time.
     per_value: tuple[PerValueGenerator, ...] = ()
+    #: The optional ``[alerts]`` webhook settings.
+    alerts: AlertSettings | None = None
 
 
 def load_config(path: Path) -> Config:
@@ -88,11 +91,12 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
     store = _parse_store(reader, data.get("store", {}), base)
     sync = _parse_sync(reader, data.get("sync", {}))
     rules = parse_rules(data.get("segment"), problems)
+    alerts = parse_alerts(reader, data["alerts"]) if "alerts" in data else None
     if not rules.segments and not rules.per_value and "segment" not in data:
         reader.problem("segment", "no segments are defined", "add at least one [[segment]]")
     if problems or crm is None or store is None or sync is None:
         raise ConfigError(RuleError(problems, str(source)).render())
-    return Config(source, crm, prefix, store, sync, rules.segments, rules.per_value)
+    return Config(source, crm, prefix, store, sync, rules.segments, rules.per_value, alerts)
 
 
 def _reject_secrets(reader: TableReader, table: dict[str, Any], path: str) -> None:

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -558,3 +559,117 @@ class Store:
             "  ORDER BY run_id DESC, changed_at DESC) AS n FROM changes) "
             "WHERE n = 1 AND result = 'failed' ORDER BY segment_key, crm_id"
         ).fetchall()]
+
+    # -- status, erasure and pruning (segsync status / forget / prune) -------------------
+
+    def retry_queue(
+        self, limit: int | None = None, *, planned: bool = False
+    ) -> list[tuple[str, str, str, str]]:
+        """(segment, contact, op, error) still to be retried: the latest attempt failed and
+        the contact still needs that change.
+
+        With ``planned`` (right after ``sync.compute.compute_plan``), "still needs" means
+        the change is in ``plan_adds``/``plan_removes``; otherwise that the store still
+        lacks it (an add not applied to a contact still stored, a remove still applied).
+        Failures superseded by a later success and those of erased contacts (whose
+        change-log rows carry no key) are left out, and so are segment-field writes.
+        """
+        if planned:
+            needed = (
+                "CASE WHEN l.op = 'add' THEN EXISTS (SELECT 1 FROM plan_adds p "
+                "  WHERE p.sid = s.sid AND p.cid = l.cid) "
+                "WHEN l.op = 'remove' THEN EXISTS (SELECT 1 FROM plan_removes p "
+                "  WHERE p.sid = s.sid AND p.crm_id = l.crm_id) ELSE false END"
+            )
+        else:
+            needed = (
+                "CASE WHEN l.op = 'add' THEN NOT EXISTS (SELECT 1 FROM applied a "
+                "  WHERE a.sid = s.sid AND a.cid = l.cid) "
+                "  AND EXISTS (SELECT 1 FROM contacts c WHERE c._cid = l.cid) "
+                "WHEN l.op = 'remove' THEN EXISTS (SELECT 1 FROM applied a "
+                "  WHERE a.sid = s.sid AND a.cid = l.cid) ELSE false END"
+            )
+        rows = self.conn.execute(
+            "WITH latest AS ("
+            "  SELECT segment_key, cid, crm_id, op, result, error, row_number() OVER ("
+            "    PARTITION BY segment_key, cid ORDER BY run_id DESC, changed_at DESC) AS n "
+            "  FROM changes WHERE cid IS NOT NULL) "
+            "SELECT l.segment_key, l.crm_id, l.op, coalesce(l.error, '') FROM latest l "
+            "JOIN segments s ON s.key = l.segment_key "
+            f"WHERE l.n = 1 AND l.result = 'failed' AND {needed} "
+            "ORDER BY l.segment_key, l.crm_id "
+            + ("LIMIT ?" if limit is not None else ""),
+            [limit] if limit is not None else [],
+        ).fetchall()
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    def forget_contact(self, crm_id: str, pseudonym: str) -> dict[str, int]:
+        """Erase one person: records, events and memberships go; change-log rows keep only
+        ``pseudonym`` (a salted hash) instead of the CRM id. Returns rows per kind.
+
+        Their CRM id and email address are also replaced in stored error messages.
+        """
+        cid = contact_key(crm_id)
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT email FROM contacts WHERE _crm_id = ? OR _cid = ? LIMIT 1", [crm_id, cid]
+            ).fetchone()
+            email = str(row[0]) if row and row[0] else None
+            counts: dict[str, int] = {}
+
+            def gone(name: str, sql: str, params: list[object]) -> None:
+                found = conn.execute(sql.replace("DELETE", "SELECT count(*)", 1), params).fetchone()
+                counts[name] = int(found[0]) if found else 0
+                if counts[name]:
+                    conn.execute(sql, params)
+
+            gone("contacts", "DELETE FROM contacts WHERE _crm_id = ? OR _cid = ?", [crm_id, cid])
+            gone("events", "DELETE FROM events WHERE _contact_id = ? OR _cid = ?", [crm_id, cid])
+            gone("memberships", "DELETE FROM applied WHERE crm_id = ? OR cid = ?", [crm_id, cid])
+            gone("field values", "DELETE FROM field_applied WHERE crm_id = ? OR cid = ?",
+                 [crm_id, cid])
+            found = conn.execute(
+                "SELECT count(*) FROM changes WHERE crm_id = ? OR cid = ?", [crm_id, cid]
+            ).fetchone()
+            counts["change-log rows"] = int(found[0]) if found else 0
+            conn.execute(
+                "UPDATE changes SET crm_id = ?, cid = NULL WHERE crm_id = ? OR cid = ?",
+                [pseudonym, crm_id, cid],
+            )
+            words = [w for w in (crm_id, email) if w]
+            for table, key, column in (("changes", "rowid", "error"),
+                                       ("runs", "run_id", "message")):
+                texts = conn.execute(
+                    f"SELECT {key}, {column} FROM {table} WHERE "
+                    + " OR ".join(f"contains({column}, ?)" for _ in words), words,
+                ).fetchall()
+                for ident, text in texts:
+                    conn.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?",
+                                 [_mask_words(str(text), words, pseudonym), ident])
+        return counts
+
+    def drop_target(self, key: str) -> int:
+        """Forget a deleted target: its row and its applied memberships. Returns members."""
+        with self.transaction() as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM applied WHERE sid = (SELECT sid FROM segments WHERE key = ?)",
+                [key],
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM applied WHERE sid = (SELECT sid FROM segments WHERE key = ?)", [key]
+            )
+            conn.execute("DELETE FROM targets WHERE segment_key = ?", [key])
+        return int(found[0]) if found else 0
+
+    def applied_sizes_by_key(self) -> dict[str, int]:
+        """Members as last applied, by segment key."""
+        return {str(k): int(n) for k, n in self.conn.execute(
+            "SELECT s.key, count(*) FROM applied a JOIN segments s USING (sid) GROUP BY s.key"
+        ).fetchall()}
+
+
+def _mask_words(text: str, words: Sequence[str], replacement: str) -> str:
+    """Replace whole-word occurrences of ``words`` (ids, emails) in ``text``."""
+    for word in words:
+        text = re.sub(rf"(?<![\w@.-]){re.escape(word)}(?![\w@-])", replacement, text)
+    return text

@@ -144,6 +144,11 @@ class FakeConnector:
                 self.field_values[crm_id] = tuple(names)
         return BatchResult(failed=failed, api_calls=1)
 
+    def delete_target(self, target: TargetRef) -> None:
+        self.calls.append(("delete", target.target_id, (), ()))
+        self.lists.pop(target.target_id, None)
+        self.names.pop(target.target_id, None)
+
     def api_usage(self) -> dict[str, int]:
         return {"apply": sum(1 for c in self.calls if c[0] == "apply")}
 

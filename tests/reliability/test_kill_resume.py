@@ -26,6 +26,7 @@ from sync.store import Store
 from tests.conftest import REPO, SAMPLE_DATA
 
 KILLS = 20
+AS_OF = ["--as-of", "2026-11-16T00:00:00"]  # every run sees the same "today"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def make_config(root: Path, data: Path) -> Path:
 
 def run_process(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sync", "sync", "--config", str(config)],
+        [sys.executable, "-m", "sync", "sync", "--config", str(config), *AS_OF],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, **env},
     )
@@ -146,7 +147,7 @@ def test_a_second_process_waits_or_exits_never_interleaves(small_data: Path, tmp
         blocked = run_process(config)
     assert blocked.returncode == 7
     assert "another segsync run is using" in blocked.stderr
-    with subprocess.Popen([sys.executable, "-m", "sync", "sync", "--config", str(config)],
+    with subprocess.Popen([sys.executable, "-m", "sync", "sync", "--config", str(config), *AS_OF],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as first:
         time.sleep(0.2)  # let the first process take the lock; the second queues behind it
         second = run_process_wait(config)
@@ -161,6 +162,6 @@ def test_a_second_process_waits_or_exits_never_interleaves(small_data: Path, tmp
 
 def run_process_wait(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sync", "sync", "--wait", "120", "--config", str(config)],
+        [sys.executable, "-m", "sync", "sync", "--wait", "120", "--config", str(config), *AS_OF],
         capture_output=True, text=True, timeout=150, check=False,
     )

@@ -29,8 +29,11 @@ def demo_config(tmp_path: Path, data: Path = SAMPLE_DATA) -> Path:
     return path
 
 
+AS_OF = ["--as-of", "2026-11-16T00:00:00"]  # the sample data's "today": windows never drift
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = main([*argv, *AS_OF] if argv and argv[0] in ("sync", "plan", "status") else list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -1,0 +1,94 @@
+"""What a plan means for review: sample contacts entering/leaving and the API calls it costs.
+
+Built right after ``sync.engine.run_plan``, while its ``plan_adds``/``plan_removes`` temp
+tables still exist on the store's connection; rendered by ``sync.output`` as text,
+Markdown (for a pull-request comment) or JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from connectors.base import Connector
+from sync.fieldmode import field_writer, writes_lists
+from sync.plan import Plan
+from sync.store import Store
+
+__all__ = ["SAMPLE_SIZE", "PlanView", "SegmentCost", "plan_view"]
+
+SAMPLE_SIZE = 5
+
+
+@dataclass(frozen=True)
+class SegmentCost:
+    """Estimated write calls for one segment and the first contacts it gains and loses."""
+
+    batches: int = 0
+    target: int = 0
+    entering: tuple[str, ...] = ()
+    leaving: tuple[str, ...] = ()
+
+    @property
+    def calls(self) -> int:
+        return self.batches + self.target
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: Plan
+    max_batch: int
+    segments: dict[str, SegmentCost] = field(default_factory=dict)
+    #: Calls for the segment field (field write mode).
+    field_calls: int = 0
+    daily_budget: int | None = None
+
+    @property
+    def calls(self) -> int:
+        return sum(c.calls for c in self.segments.values()) + self.field_calls
+
+    @property
+    def over_budget(self) -> bool:
+        return self.daily_budget is not None and self.calls > self.daily_budget
+
+
+def _samples(store: Store, sid: int, limit: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    conn = store.conn
+    entering = conn.execute(
+        "SELECT c._crm_id FROM plan_adds p JOIN contacts c ON c._cid = p.cid "
+        "WHERE p.sid = ? ORDER BY c._crm_id LIMIT ?", [sid, limit]).fetchall()
+    leaving = conn.execute(
+        "SELECT crm_id FROM plan_removes WHERE sid = ? ORDER BY crm_id LIMIT ?",
+        [sid, limit]).fetchall()
+    return tuple(str(r[0]) for r in entering), tuple(str(r[0]) for r in leaving)
+
+
+def plan_view(
+    store: Store, plan: Plan, connector: Connector, name_prefix: str, *,
+    daily_budget: int | None = None, sample: int = SAMPLE_SIZE,
+) -> PlanView:
+    """Samples and call estimates for ``plan`` (computed on ``store`` just before).
+
+    Per written segment: ceil(changes / max_batch) membership calls, plus one call when
+    its list/campaign must be created or renamed. Field mode adds
+    ceil(contacts to rewrite / max_field_batch). Reads (the pull) are not counted.
+    """
+    lists = writes_lists(connector)
+    max_batch = max(1, int(getattr(connector, "max_batch", 1) or 1))
+    sids = store.segment_ids(s.key for s in plan.segments)
+    targets = store.targets()
+    costs: dict[str, SegmentCost] = {}
+    for change in plan.segments:
+        entering, leaving = _samples(store, sids[change.key], sample)
+        batches = target = 0
+        if lists and not change.blocked and not change.store_only:
+            batches = math.ceil((change.adds + change.removes) / max_batch)
+            row = targets.get(change.key)
+            ref = row.ref if row else None
+            target = int(ref is None or ref.name != name_prefix + change.name)
+        costs[change.key] = SegmentCost(batches, target, entering, leaving)
+    field_calls = 0
+    writer = field_writer(connector)
+    if writer is not None and plan.field_updates and not plan.blocked:
+        field_calls = math.ceil(plan.field_updates / max(1, writer.max_field_batch))
+    return PlanView(plan, max_batch, costs, field_calls, daily_budget)

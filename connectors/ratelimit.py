@@ -159,6 +159,11 @@ class RollingWindow(_Base):
     def _take(self, now: float) -> None:
         self._sent.append(now)
 
+    def saturated(self) -> bool:
+        """Whether the window is full right now: the next request will have to wait."""
+        with self._lock:
+            return self._delay(self._clock()) > 0
+
 
 def route(
     rules: Sequence[tuple[Callable[[requests.PreparedRequest], bool], Limiter]],

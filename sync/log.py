@@ -37,10 +37,12 @@ class _Formatter(logging.Formatter):
 def setup_logging(log_format: str, stream: TextIO | None = None, verbose: bool = False) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter(log_format == "json"))
-    root = logging.getLogger("segsync")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    # Connectors log under their module names (connectors.*): same handler, same scrubbing.
+    for name in ("segsync", "connectors"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logger.propagate = False
 
 
 class Progress:

@@ -117,8 +117,8 @@ def pull_all(
         request = PullRequest(stream, None if refetch else since, fields[stream], events_since)
         count = 0
         for page in _batched(connector.pull(request)):
-            if stream == "contacts":
-                _check_not_emptied(store, page, force)
+            if stream in ("contacts", "companies"):
+                _check_not_emptied(store, stream, page, force)
             checkpoint(f"pull.{stream}.before-page")
             store.write_page(stream, page, fields[stream])
             checkpoint(f"pull.{stream}.page")
@@ -133,14 +133,16 @@ def pull_all(
     return result
 
 
-def _check_not_emptied(store: Store, page: Page, force: bool) -> None:
-    """A CRM that suddenly lists no contacts is far likelier a permission change than real."""
+def _check_not_emptied(store: Store, stream: Stream, page: Page, force: bool) -> None:
+    """A CRM that suddenly lists no contacts (or no companies) is far likelier a permission
+    change than real. Companies are checked too: they are pulled first, and emptying them
+    would silently drop every company-based segment's members on the following runs."""
     if force or page.present_ids is None or page.present_ids:
         return
-    held = store.count("contacts")
+    held = store.count(stream)
     if held:
         raise SafetyGuardTripped(
-            f"the CRM returned no contacts at all, but the store holds {held}; nothing was "
+            f"the CRM returned no {stream} at all, but the store holds {held}; nothing was "
             "changed. Check the connection's permissions, then rerun (use --force only if "
             "the CRM really is empty)"
         )

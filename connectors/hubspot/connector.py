@@ -473,9 +473,13 @@ class HubSpotConnector:
             found = self.api.find_list(spec.name)
             if found is not None:
                 return self._adopt(spec, found)
+        started, attempts = self.clock(), self._attempts()
         try:
             created = self.api.create_list(m.list_create_body(spec.name))
         except Conflict:
+            mine = self._created_by_a_lost_attempt(spec, started, attempts)
+            if mine is not None:
+                return mine
             raise self._conflict(spec.name) from None
         except HubSpotError as exc:
             if exc.status == 400 and self.api.find_list(spec.name) is not None:
@@ -486,6 +490,29 @@ class HubSpotConnector:
             raise ConnectorError(f"HubSpot created list {spec.name!r} but returned no listId")
         log.info("created HubSpot list %r (id %s)", spec.name, list_id)
         return TargetRef(str(list_id), spec.name)
+
+    def _created_by_a_lost_attempt(
+        self, spec: TargetSpec, started: dt.datetime, attempts_before: int
+    ) -> TargetRef | None:
+        """The list behind a 409 that answered a *retried* create, if this call made it.
+
+        When the first attempt's answer is lost (timeout, cut connection) HubSpot may have
+        created the list already, and the retry then meets our own list. It is taken only
+        if it is a MANUAL contact list with the exact name, created after this call began
+        (less ``overlap_seconds`` of clock skew): a list someone else made earlier stays
+        a conflict.
+        """
+        if self._attempts() - attempts_before < 2:
+            return None  # the first and only attempt met the name: not ours
+        found = self.api.find_list(spec.name)
+        created = found.get("createdAt") if found is not None else None
+        created_ms = m.parse_iso_ms(created) if isinstance(created, str) else None
+        earliest = m.to_ms(started) - self.settings.overlap_seconds * 1000
+        if found is None or created_ms is None or created_ms < earliest:
+            return None
+        log.warning("HubSpot list %r was created by an attempt whose answer was lost; "
+                    "using it", spec.name)
+        return self._adopt(spec, found)
 
     def _adopt(self, spec: TargetSpec, found: Mapping[str, Any]) -> TargetRef:
         """Take over the list a killed run created (exact name, MANUAL, contacts)."""

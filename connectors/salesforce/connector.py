@@ -141,7 +141,7 @@ class SalesforceConnector:
     def writer(self) -> Writer:
         if self._writer is None:
             self._writer = Writer(self.client, self.settings, sleep=self._sleep, rng=self._rng,
-                                  before_write=self._guard_share)
+                                  before_write=self._guard_share, bulk=self.reader.bulk_query)
         return self._writer
 
     def server_now(self) -> dt.datetime:

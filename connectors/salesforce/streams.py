@@ -348,6 +348,10 @@ class StreamReader:
         self.missing.setdefault(sobject, set()).update(lacking)
         yield from read(self._fields_on(sobject, fields))
 
+    def bulk_query(self, query: str, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+        """Live rows of ``query`` through one Bulk API 2.0 job, as frames of ``columns``."""
+        return self._bulk(query, columns, include_deleted=False)
+
     def _bulk(self, query: str, columns: Sequence[str], include_deleted: bool
               ) -> Iterator[pd.DataFrame]:
         job = self.client.rest("POST", "jobs/query", json={

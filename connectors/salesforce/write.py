@@ -25,7 +25,9 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+import pandas as pd
 
 from connectors.base import Batch, TargetRef, TargetSpec
 from connectors.errors import ConnectorError, RetriableAPIError, TargetConflict
@@ -42,6 +44,7 @@ from connectors.salesforce.settings import (
     COLLECTION_LIMIT,
     SalesforceSettings,
 )
+from connectors.salesforce.streams import use_bulk
 
 __all__ = ["LOCK_RETRIES", "Writer", "campaign_name", "person_object"]
 
@@ -85,12 +88,15 @@ class Writer:
         sleep: Callable[[float], None],
         rng: random.Random,
         before_write: Callable[[], None],
+        bulk: Callable[[str, Sequence[str]], Iterator[pd.DataFrame]] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.sleep = sleep
         self.rng = rng
         self.before_write = before_write
+        #: Reads a query through Bulk API 2.0 (frames of ``columns``); None: REST only.
+        self.bulk = bulk
         #: People skipped because they no longer exist (for logs and tests).
         self.gone: set[str] = set()
 
@@ -154,12 +160,24 @@ class Writer:
         return str(campaign_id)
 
     def members(self, target: TargetRef) -> Iterator[str]:
-        for page in self.client.query_pages(soql.member_persons(target.target_id),
-                                            what="query CampaignMember"):
-            for row in page.records:
-                person = row.get("ContactId") or row.get("LeadId")
-                if person:
-                    yield str(person)
+        """The campaign's people: REST pages of 2,000, or -- when the first page shows a
+        campaign above ``bulk_threshold`` for which it saves calls -- one Bulk API 2.0 job
+        for all of them (create, poll, one download per 100,000), as a first pull does."""
+        query = soql.member_persons(target.target_id)
+        pages = self.client.query_pages(query, what="query CampaignMember")
+        seen: set[str] = set()
+        read = 0
+        for page in pages:
+            read += len(page.records)
+            yield from _people(page.records, seen)
+            if self.bulk is not None and read < page.total_size and use_bulk(
+                    page.total_size, read, self.settings.bulk_threshold, len(page.records)):
+                close = getattr(pages, "close", None)
+                if close is not None:
+                    close()
+                for frame in self.bulk(query, ["ContactId", "LeadId"]):
+                    yield from _people(cast(list[dict[str, Any]], frame.to_dict("records")), seen)
+                return
 
     def apply(self, target: TargetRef, batch: Batch) -> dict[str, str]:
         """Apply one batch; returns the per-person failures."""
@@ -354,6 +372,15 @@ class Writer:
                     continue
                 failed[person] = outcome.reason
         return failed
+
+
+def _people(rows: Sequence[Mapping[str, Any]], seen: set[str]) -> Iterator[str]:
+    """Each member's person id once (a Bulk read repeats the first REST page's rows)."""
+    for row in rows:
+        person = row.get("ContactId") or row.get("LeadId")
+        if person and str(person) not in seen:
+            seen.add(str(person))
+            yield str(person)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:

@@ -45,7 +45,8 @@ Emulated (current APIs only; the sunset v1 lists/contacts endpoints answer 404):
   HubSpot's body (``policyName`` TEN_SECONDLY_ROLLING / SECONDLY / DAILY), optional Retry-After,
   ``X-HubSpot-RateLimit-*`` headers on non-search responses; windows scale with ``time_scale``.
 * Faults (``hs.inject(Fault(...))``): status codes, 429 by policy, expired token, delay, cut
-  connection, malformed JSON, HTML error page, partial failures (batch 207 / missing list ids).
+  connection, malformed JSON, HTML error page, partial failures (batch 207 / missing list ids),
+  empty results (a permission change hiding every record).
 * Observability: every request recorded; ``count``, ``write_requests``, ``requests_to``,
   ``foreign_writes`` (writes touching lists/properties seeded as not segsync's), rate stats.
 

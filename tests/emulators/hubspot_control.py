@@ -19,6 +19,8 @@ class FaultKind(StrEnum):
     MALFORMED_JSON = "malformed_json"  # 200 whose body is truncated JSON
     HTML = "html"  # HTML error page with `status` (default 502; 200 also useful)
     PARTIAL = "partial"  # batch update -> 207, batch read -> 207, list memberships -> ids missing
+    EMPTY = "empty"  # 200 with no results (search / object listing), as when a permission
+    #                  change hides every record from the app
 
 
 @dataclass

@@ -23,6 +23,7 @@ from tests.emulators.hubspot_control import (
     FaultKind,
     RateLimiter,
     RecordedRequest,
+    is_write_request,
     rate_limit_body,
 )
 from tests.emulators.hubspot_lists import ListRoutes
@@ -169,6 +170,8 @@ class HubSpotApp:
                 outcome = Outcome(
                     self._error_reply(ApiError(500, "internal error", "INTERNAL_ERROR"))
                 )
+            if is_write_request(method, path):
+                self.state.touch()  # whatever the handler changed, no cached search survives
             status = 0 if outcome.disconnect else outcome.reply.status
             if status == 429 and outcome.fault is not None:
                 self.injected_429s += 1
@@ -268,6 +271,8 @@ class HubSpotApp:
             return Reply(
                 fault.status or 502, raw=_HTML_PAGE, content_type="text/html; charset=utf-8"
             )
+        if kind is FaultKind.EMPTY:
+            return Reply(200, {"total": 0, "results": []})
         return None  # DELAY, DISCONNECT and PARTIAL act on the normal response
 
     # ------------------------------------------------------------------ auth

@@ -214,7 +214,16 @@ class HubSpotState:
         self.foreign_writes: list[ForeignWrite] = []
         self._next_object_id = first_object_id
         self._next_list_id = 1
+        #: Bumped by every change a search could see (records, associations, property
+        #: definitions); ``search_cache`` entries of an older version are stale.
+        self.version = 0
+        self.search_cache: dict[object, object] = {}
         self._install_builtins()
+
+    def touch(self) -> None:
+        """Note a change that searches may see (drops the cached search matches)."""
+        self.version += 1
+        self.search_cache.clear()
 
     # ------------------------------------------------------------------ properties
 
@@ -280,6 +289,7 @@ class HubSpotState:
             foreign=foreign,
         )
         self.properties[object_type][name] = prop
+        self.touch()
         return prop
 
     def _seed_format(self, object_type: str, value: str, name: str) -> str:
@@ -383,6 +393,7 @@ class HubSpotState:
             self._set_value(record, name, self._seed_format(object_type, value, name), now, source)
         self._derive(record)
         self.records[object_type][new_id] = record
+        self.touch()
         return record
 
     def update_record(
@@ -393,6 +404,7 @@ class HubSpotState:
         source: str = "CRM_UI",
         bump: bool = True,
     ) -> None:
+        self.touch()
         now = self.clock.now()
         modified_prop = modified_property(record.object_type)
         explicit_modified = modified_prop in properties
@@ -466,12 +478,14 @@ class HubSpotState:
     def archive(self, record: CrmRecord) -> None:
         """Archive without bumping the modified date (fact sheet §5.4); drop list memberships."""
         record.archived_at = self.clock.now()
+        self.touch()
         for lst in self.lists.values():
             if lst.object_type_id == OBJECT_TYPE_IDS[record.object_type]:
                 lst.members.pop(record.object_id, None)
 
     def restore(self, record: CrmRecord) -> None:
         record.archived_at = None
+        self.touch()
         self.update_record(record, {})
 
     def merge(self, object_type: str, primary_id: str, absorbed_id: str) -> CrmRecord:
@@ -497,6 +511,7 @@ class HubSpotState:
         self.update_record(primary, fill, source="MERGE")
         # The absorbed id disappears (no archive record); old ids redirect to the survivor.
         del self.records[object_type][absorbed.object_id]
+        self.touch()
         redirects = self.redirects[object_type]
         for old, target in list(redirects.items()):
             if target == absorbed.object_id:
@@ -544,6 +559,7 @@ class HubSpotState:
         )
 
     def _add_edge(self, from_type: str, from_id: str, to_type: str, edge: AssociationEdge) -> None:
+        self.touch()
         edges = self.associations.setdefault((from_type, from_id, to_type), {}).setdefault(
             edge.to_id, []
         )
@@ -551,6 +567,7 @@ class HubSpotState:
             edges.append(edge)
 
     def _move_associations(self, object_type: str, old_id: str, new_id: str) -> None:
+        self.touch()
         for (from_type, from_id, to_type), targets in list(self.associations.items()):
             if from_type == object_type and from_id == old_id:
                 del self.associations[(from_type, from_id, to_type)]

@@ -2,8 +2,10 @@
 
 A rule matches requests by method and path prefix. A prefix that starts with "/" is compared
 with the raw path (e.g. "/services/oauth2/token"); any other prefix is compared with the path
-after "/services/data/vXX.X/" (e.g. "query", "composite/sobjects", "jobs/query"). The rule lets
-the first `after` matching requests through, then fires on the next `times` (None: forever).
+after "/services/data/vXX.X/" (e.g. "query", "composite/sobjects", "jobs/query").
+`query_contains` narrows a rule to queries whose SOQL holds that text (e.g. "FROM Contact").
+The rule lets the first `after` matching requests through, then fires on the next `times`
+(None: forever).
 
 Kinds, and whether the request reaches the org (is processed) before the fault shapes the
 response (`reach_org`, overridable per rule):
@@ -14,6 +16,9 @@ kind                       response                                             
 http_500                   500 [{"errorCode": "UNKNOWN_EXCEPTION"}]                        no
 http_502                   502 HTML "Bad Gateway" page (a proxy answering)                 no
 http_503                   503 HTML "Service Unavailable" page                             no
+http_504                   504 HTML "Gateway Timeout" page (a proxy giving up)             no
+http_429                   429 from a proxy / edge rate limit, with `retry_after` as the   no
+                           Retry-After header when set
 server_unavailable         503 [{"errorCode": "SERVER_UNAVAILABLE"}]                       no
 unable_to_lock_row         collections: chosen records fail with UNABLE_TO_LOCK_ROW;       yes
                            single-record writes: 400 UNABLE_TO_LOCK_ROW
@@ -23,6 +28,8 @@ malformed_json             200 with a truncated JSON body                       
 html_error                 200 text/html maintenance page                                  no
 session_expired            every live session is revoked, 401 INVALID_SESSION_ID           no
 request_limit_exceeded     403 REQUEST_LIMIT_EXCEEDED (message overridable)                no
+empty_result               200 query answer with no records (a permission change that     no
+                           hides every row from the API user)
 =========================  =============================================================  =====
 """
 
@@ -35,6 +42,8 @@ FaultKind = Literal[
     "http_500",
     "http_502",
     "http_503",
+    "http_504",
+    "http_429",
     "server_unavailable",
     "unable_to_lock_row",
     "delay",
@@ -43,6 +52,7 @@ FaultKind = Literal[
     "html_error",
     "session_expired",
     "request_limit_exceeded",
+    "empty_result",
 ]
 
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
@@ -62,6 +72,8 @@ class Fault:
     record_indexes: tuple[int, ...] | None = None
     message: str | None = None
     reach_org: bool | None = None
+    retry_after: str | None = None
+    query_contains: str | None = None  # only requests whose SOQL (the `q` parameter) has this
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
 
@@ -79,7 +91,9 @@ class Fault:
     def exhausted(self) -> bool:
         return self.times is not None and self.fired >= self.times
 
-    def matches(self, method: str, path: str, relative: str | None) -> bool:
+    def matches(self, method: str, path: str, relative: str | None, soql: str = "") -> bool:
+        if self.query_contains is not None and self.query_contains not in soql:
+            return False
         return request_matches(self.method, self.path_prefix, method, path, relative)
 
     def consume(self) -> bool:

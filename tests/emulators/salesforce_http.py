@@ -98,7 +98,9 @@ class App:
     def _dispatch(
         self, request: HttpRequest, match: re.Match[str] | None, record: RecordedRequest
     ) -> HttpResponse:
-        fault = self._take_fault(request.method, request.path, record.relative)
+        fault = self._take_fault(
+            request.method, request.path, record.relative, request.param("q") or ""
+        )
         if fault is not None:
             record.fault = fault.kind
             if not fault.reaches_org:
@@ -118,9 +120,15 @@ class App:
             self._shape(response, fault)
         return response
 
-    def _take_fault(self, method: str, path: str, relative: str | None) -> Fault | None:
+    def _take_fault(
+        self, method: str, path: str, relative: str | None, soql: str = ""
+    ) -> Fault | None:
         for fault in self.faults:
-            if not fault.exhausted and fault.matches(method, path, relative) and fault.consume():
+            if (
+                not fault.exhausted
+                and fault.matches(method, path, relative, soql)
+                and fault.consume()
+            ):
                 return fault
         return None
 
@@ -130,11 +138,14 @@ class App:
             return error_response(
                 500, "UNKNOWN_EXCEPTION", fault.message or "An unexpected error occurred."
             )
-        if kind in ("http_502", "http_503", "html_error"):
-            status = {"http_502": 502, "http_503": 503, "html_error": 200}[kind]
-            title = {502: b"502 Bad Gateway", 503: b"503 Service Unavailable", 200: b"Maintenance"}[
-                status
-            ]
+        if kind in ("http_502", "http_503", "http_504", "html_error"):
+            status = {"http_502": 502, "http_503": 503, "http_504": 504, "html_error": 200}[kind]
+            title = {
+                502: b"502 Bad Gateway",
+                503: b"503 Service Unavailable",
+                504: b"504 Gateway Timeout",
+                200: b"Maintenance",
+            }[status]
             return HttpResponse(
                 status, _HTML_PAGE.replace(b"{title}", title), "text/html;charset=UTF-8"
             )
@@ -145,6 +156,15 @@ class App:
         if kind == "session_expired":
             self.auth.expire_all()
             return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if kind == "http_429":
+            response = error_response(
+                429, "REQUEST_LIMIT_EXCEEDED", fault.message or "Too many requests; slow down."
+            )
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = fault.retry_after
+            return response
+        if kind == "empty_result":
+            return json_response(200, {"totalSize": 0, "done": True, "records": []})
         if kind == "request_limit_exceeded":
             return error_response(
                 403, "REQUEST_LIMIT_EXCEEDED", fault.message or "TotalRequests Limit exceeded."

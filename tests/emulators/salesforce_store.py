@@ -183,6 +183,9 @@ class Org:
         self._journal: list[Callable[[], None]] | None = None
         self._journaled: set[str] = set()
         self._members: dict[str, list[Rec]] = {}
+        # (CampaignId, "ContactId"/"LeadId", person id) -> members that had that person (a
+        # lookup re-checks the current values, so stale entries are harmless).
+        self._member_keys: dict[tuple[str, str, str], list[Rec]] = {}
 
     # --- transactions (all-or-none) ---------------------------------------------------------
 
@@ -228,6 +231,7 @@ class Org:
         if rec.sobject == "CampaignMember":  # CampaignId never changes: index members by it
             members = self._members.setdefault(str(rec.values.get("CampaignId")), [])
             members.append(rec)
+            self._index_member(rec)
         if self._journal is not None:
             self._journaled.add(rec.id)
 
@@ -235,8 +239,29 @@ class Org:
                 self.records.pop(rec.id, None)
                 if members is not None and rec in members:
                     members.remove(rec)
+                # _member_keys may keep it: lookups skip records no longer in self.records
 
             self._journal.append(undo)
+
+    def _index_member(self, rec: Rec) -> None:
+        """Make a CampaignMember findable by its current ContactId / LeadId."""
+        if rec.sobject != "CampaignMember":
+            return
+        campaign = str(rec.values.get("CampaignId"))
+        for field_name in ("ContactId", "LeadId"):
+            person = rec.values.get(field_name)
+            if person:
+                keyed = self._member_keys.setdefault((campaign, field_name, str(person)), [])
+                if not any(r is rec for r in keyed):
+                    keyed.append(rec)
+
+    def _live_member(self, campaign_id: str, field_name: str, person: str) -> bool:
+        return any(
+            rec.deleted_at is None
+            and rec.values.get(field_name) == person
+            and self.records.get(rec.id) is rec
+            for rec in self._member_keys.get((campaign_id, field_name, person), ())
+        )
 
     def campaign_members(self, campaign_id: str) -> list[Rec]:
         """Every CampaignMember row (deleted ones too) of one campaign."""
@@ -432,6 +457,20 @@ class Org:
         campaign.values["NumberOfContacts"] = contacts
         campaign.values["NumberOfLeads"] = leads
 
+    def _count_member(self, rec: Rec, delta: int) -> None:
+        """Move the campaign's member count by one member (a full recount is O(members))."""
+        campaign_id = rec.values.get("CampaignId")
+        campaign = self.records.get(campaign_id) if campaign_id else None
+        if campaign is None:
+            return
+        name = "NumberOfContacts" if rec.values.get("ContactId") else "NumberOfLeads"
+        current = campaign.values.get(name)
+        if not isinstance(current, int) or current + delta < 0:
+            self._recount(campaign.id)
+            return
+        self._remember(campaign)
+        campaign.values[name] = current + delta
+
     def _audit(self, ctx: WriteContext, rec: Rec, fields: list[str], reason: str) -> None:
         if ctx.via_api:
             self.foreign_writes.append(
@@ -480,7 +519,7 @@ class Org:
         self._derive(rec, None)
         self._add_record(rec)
         if definition.name == "CampaignMember":
-            self._recount(full.get("CampaignId"))
+            self._count_member(rec, +1)
         return record_id
 
     def add_user_record(self, user_id: str, username: str) -> None:
@@ -509,13 +548,10 @@ class Org:
                 ["CampaignMember"],
                 "member added to a campaign segsync did not create",
             )
-        for rec in self.campaign_members(campaign.id):
-            if rec.deleted_at is not None:
-                continue
-            if (contact_id and rec.values.get("ContactId") == contact_id) or (
-                lead_id and rec.values.get("LeadId") == lead_id
-            ):
-                raise RecordError("DUPLICATE_VALUE", "Already a campaign member.", [])
+        if (contact_id and self._live_member(campaign.id, "ContactId", str(contact_id))) or (
+            lead_id and self._live_member(campaign.id, "LeadId", str(lead_id))
+        ):
+            raise RecordError("DUPLICATE_VALUE", "Already a campaign member.", [])
 
     def target(self, record_id: str, *, expected_type: str | None = None) -> Rec:
         """The record a write points at, or the RecordError Salesforce reports for it."""
@@ -564,6 +600,7 @@ class Org:
         if bump:
             rec.values["LastModifiedDate"] = rec.values["SystemModstamp"] = self.now()
         self._derive(rec, previous)
+        self._index_member(rec)
 
     def touch(self, record_id: str) -> None:
         """A system-only change: SystemModstamp moves, LastModifiedDate does not."""
@@ -586,6 +623,7 @@ class Org:
 
     def _delete(self, rec: Rec, cascade_of: str | None) -> None:
         now = self.now()
+        was_live = rec.deleted_at is None
         self._remember(rec)
         rec.deleted_at = now
         rec.cascade_of = cascade_of
@@ -599,7 +637,10 @@ class Org:
                 ):
                     self._delete(child, cascade_of=rec.id)
         if rec.sobject == "CampaignMember":
-            self._recount(rec.values.get("CampaignId"))
+            if was_live:
+                self._count_member(rec, -1)
+            else:
+                self._recount(rec.values.get("CampaignId"))
 
     def undelete(self, record_id: str) -> None:
         rec = self.find(record_id)
@@ -644,6 +685,7 @@ class Org:
                     child.values[field_name] = survivor.id
                     child.values["SystemModstamp"] = now
                     self._derive(child, child.values)
+                    self._index_member(child)
             self._remember(loser)
             loser.values["MasterRecordId"] = survivor.id
             self._delete(loser, cascade_of=None)
@@ -760,6 +802,7 @@ class Org:
                 rec.values["ContactId"] = contact_id
                 rec.values["SystemModstamp"] = now
                 self._derive(rec, rec.values)
+                self._index_member(rec)
                 self._recount(rec.values.get("CampaignId"))
         return LeadConversion(lead.id, contact_id, account_id, opportunity_id)
 

@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -147,12 +146,15 @@ def test_a_second_process_waits_or_exits_never_interleaves(small_data: Path, tmp
         blocked = run_process(config)
     assert blocked.returncode == 7
     assert "another segsync run is using" in blocked.stderr
-    with subprocess.Popen([sys.executable, "-m", "sync", "sync", "--config", str(config), *AS_OF],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as first:
-        time.sleep(0.2)  # let the first process take the lock; the second queues behind it
+    # Two processes started together, both willing to wait: whichever takes the lock first
+    # runs, the other queues behind it; their runs must not overlap.
+    command = [sys.executable, "-m", "sync", "sync", "--wait", "120", "--config", str(config),
+               *AS_OF]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as first:
         second = run_process_wait(config)
-        first.communicate(timeout=120)
-    assert first.returncode == 0
+        _, first_err = first.communicate(timeout=150)
+    assert first.returncode == 0, first_err
     assert second.returncode == 0, second.stderr
     with Store.open(store_path) as store:
         runs = sorted(store.recent_runs(), key=lambda r: r["run_id"])

@@ -213,18 +213,9 @@ class Compiler:
 
     # -- feature tables --------------------------------------------------------------------
 
-    def activity_table(
-        self, events: str, key: str = "_cid", with_rfm: bool = False
-    ) -> Predicate | None:
-        """One pass over all events computing every activity feature the rules used.
-
-        With ``with_rfm``, the same pass also sums each RFM window's purchases per contact
-        (``<alias>_last``, ``<alias>_n``, ``<alias>_revenue``), so scoring needs no second scan.
-        """
-        windows: list[int | None] = [within for (_, _, within) in self.features]
-        if with_rfm:
-            windows.extend(self.rfm_windows)
-        if not windows:
+    def activity_table(self, events: str, key: str = "_cid") -> Predicate | None:
+        """One pass over all events computing every activity feature the rules used."""
+        if not self.features:
             return None
         columns = [f"{key} AS cid"]
         params: list[object] = []
@@ -242,13 +233,7 @@ class Compiler:
             aggregate = {"count": "count(*)", "sum_amount": "sum(amount)",
                          "days_since_last": "max(ts)"}[metric]
             columns.append(f"{aggregate} FILTER (WHERE {' AND '.join(filters)}) AS {name}")
-        if with_rfm:
-            for window, alias in self.rfm_windows.items():
-                bought = "type = 'purchase' AND ts BETWEEN ? AND ?"
-                for aggregate, suffix in (("max(ts)", "last"), ("count(*)", "n"),
-                                          ("sum(coalesce(amount, 0))", "revenue")):
-                    columns.append(f"{aggregate} FILTER (WHERE {bought}) AS {alias}_{suffix}")
-                    params.extend([self.now - dt.timedelta(days=window), self.now])
+        windows = [within for (_, _, within) in self.features]
         scope = ""
         if None not in windows:  # every feature is windowed: older events need not be read
             scope = " WHERE ts >= ?"
@@ -257,33 +242,20 @@ class Compiler:
             f"SELECT {', '.join(columns)} FROM {events}{scope} GROUP BY {key}", tuple(params)
         )
 
-    def rfm_table(
-        self, window_days: int, events: str, key: str = "_cid", activity: str | None = None
-    ) -> Predicate:
-        """Scores 1-5 per buyer; ties share the lower score (``rank``), so one-time buyers are F=1.
-
-        ``activity`` names a table built by ``activity_table(with_rfm=True)`` to score from;
-        otherwise the purchases are aggregated from ``events`` here.
-        """
+    def rfm_table(self, window_days: int, events: str, key: str = "_cid") -> Predicate:
+        """Scores 1-5 per buyer; ties share the lower score (``rank``), so one-time buyers are F=1."""
         start = self.now - dt.timedelta(days=window_days)
-        alias = self.rfm_windows[window_days]
 
         def score(column: str) -> str:
             return (f"least(5, 1 + floor(5 * (rank() OVER (ORDER BY {column}) - 1) / buyers))"
                     "::INTEGER")
 
-        if activity is not None:
-            buyers = (f"SELECT cid, {alias}_last AS last_purchase, {alias}_n AS purchases, "
-                      f"{alias}_revenue AS revenue FROM {activity} WHERE {alias}_n > 0")
-            params: tuple[object, ...] = ()
-        else:
-            buyers = (f"SELECT {key} AS cid, max(ts) AS last_purchase, count(*) AS purchases, "
-                      f"sum(coalesce(amount, 0)) AS revenue FROM {events} "
-                      "WHERE type = 'purchase' AND ts BETWEEN ? AND ? GROUP BY ALL")
-            params = (start, self.now)
         sql = (
-            f"WITH p AS ({buyers}), n AS (SELECT count(*) AS buyers FROM p) "
+            f"WITH p AS (SELECT {key} AS cid, max(ts) AS last_purchase, count(*) AS purchases, "
+            f"sum(coalesce(amount, 0)) AS revenue FROM {events} "
+            "WHERE type = 'purchase' AND ts BETWEEN ? AND ? GROUP BY ALL), "
+            "n AS (SELECT count(*) AS buyers FROM p) "
             f"SELECT cid, last_purchase, purchases, revenue, {score('last_purchase')} AS r, "
             f"{score('purchases')} AS f, {score('revenue')} AS m FROM p, n"
         )
-        return Predicate(sql, params)
+        return Predicate(sql, (start, self.now))

@@ -136,19 +136,16 @@ def feature_joins(
         f"ON {COMPANY_ALIAS}._crm_id = {CONTACT_ALIAS}._company_id",
     ]
     events = quote_ident(tables.events)
-    # One contact (explain): its own events for activity, but RFM ranks need every buyer.
-    merged = only_cid is None
-    if not merged:
-        events = f"(SELECT * FROM {events} WHERE _cid = {int(only_cid or 0)})"
-    activity = compiler.activity_table(events, with_rfm=merged)
+    if only_cid is not None:
+        events = f"(SELECT * FROM {events} WHERE _cid = {int(only_cid)})"
+    activity = compiler.activity_table(events)
     if activity is not None:
         conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_activity AS {activity.sql}",
                      list(activity.params))
         joins.append(f"LEFT JOIN segment_activity AS {ACTIVITY_ALIAS} "
                      f"ON {ACTIVITY_ALIAS}.cid = {CONTACT_ALIAS}._cid")
     for window, alias in compiler.rfm_windows.items():
-        table = compiler.rfm_table(window, quote_ident(tables.events),
-                                   activity="segment_activity" if merged else None)
+        table = compiler.rfm_table(window, quote_ident(tables.events))
         conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_{alias} AS {table.sql}",
                      list(table.params))
         joins.append(f"LEFT JOIN segment_{alias} AS {alias} ON {alias}.cid = {CONTACT_ALIAS}._cid")

@@ -476,6 +476,13 @@ class HubSpotApi:
         return _inner(self.json("PUT", LIST_RENAME.format(list_id=quote(list_id, safe="")),
                                 params={"listName": name}), "updatedList")
 
+    def delete_list(self, list_id: str) -> None:
+        """Delete a list; one already gone counts as deleted."""
+        try:
+            self.json("DELETE", LIST.format(list_id=quote(list_id, safe="")), ok=(200, 204))
+        except NotFound:
+            return
+
     def change_memberships(self, list_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         return _mapping(self.json(
             "PUT", MEMBERSHIPS_ADD_REMOVE.format(list_id=quote(list_id, safe="")),

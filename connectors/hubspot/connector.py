@@ -596,6 +596,10 @@ class HubSpotConnector:
         added = set(adds)
         failed.update({i: MISSING_RECORD for i in missing if i in added and i not in failed})
 
+    def delete_target(self, target: TargetRef) -> None:
+        """``segsync prune``: delete a list segsync created (gone already = deleted)."""
+        self.api.delete_list(target.target_id)
+
     def members(self, target: TargetRef) -> Iterator[str]:
         self._require_lists()
         pager = AfterCursor(f"members of list {target.target_id}")

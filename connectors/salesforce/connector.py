@@ -225,6 +225,14 @@ class SalesforceConnector:
         failed = self.writer.apply(target, batch)
         return BatchResult(failed=failed, api_calls=self.usage.total - before)
 
+    def delete_target(self, target: TargetRef) -> None:
+        """``segsync prune``: delete a Campaign segsync created (gone already = deleted)."""
+        try:
+            self.client.rest("DELETE", f"sobjects/Campaign/{target.target_id}")
+        except ConnectorError:
+            if self.client.last_error_code not in ("NOT_FOUND", "ENTITY_IS_DELETED"):
+                raise
+
     def members(self, target: TargetRef) -> Iterator[str]:
         return self.writer.members(target)
 

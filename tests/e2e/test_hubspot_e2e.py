@@ -494,3 +494,13 @@ def test_property_mode_through_the_engine(world: World) -> None:
     again = world.sync()
     assert again.plan.field_updates == 0
     assert world.hs.write_requests() == []
+
+
+def test_delete_target_removes_an_owned_list_for_prune(world: World) -> None:
+    world.sync()
+    list_id = world.list_id("Berlin")
+    assert world.connector is not None
+    world.connector.delete_target(TargetRef(list_id, PREFIX + "Berlin"))
+    assert world.hs.find_list(PREFIX + "Berlin") is None
+    world.connector.delete_target(TargetRef(list_id, PREFIX + "Berlin"))  # gone = deleted
+    assert world.hs.foreign_writes() == []

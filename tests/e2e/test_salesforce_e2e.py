@@ -620,3 +620,17 @@ def test_field_mode_through_the_engine(sf: SalesforceEmulator, tmp_path: Path) -
     again, _ = sync(sf, config)
     assert again.plan.field_updates == 0
     assert sf.write_requests() == []
+
+
+def test_delete_target_removes_an_owned_campaign_for_prune(
+    sf: SalesforceEmulator, tmp_path: Path
+) -> None:
+    seed(sf)
+    config = make_config(sf, tmp_path)
+    _, connector = sync(sf, config)
+    (berlin,) = sf.campaigns("segsync: Berlin")
+    target = TargetRef(berlin["Id"], "segsync: Berlin")
+    connector.delete_target(target)
+    assert sf.campaigns("segsync: Berlin") == []
+    connector.delete_target(target)  # gone already = deleted
+    assert sf.foreign_writes == []

@@ -100,6 +100,9 @@ class TableReader:
         if not isinstance(value, str):
             self.problem(where, f"must be a string (got {describe(value)})")
             return default
+        if "\x00" in value:  # no file name, CRM name or value may hold one
+            self.problem(where, "must not contain a NUL character")
+            return default
         if choices is not None and value not in choices:
             options = ", ".join(repr(c) for c in sorted(choices))
             self.problem(

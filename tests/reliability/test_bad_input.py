@@ -227,3 +227,17 @@ def _snapshot(path: Path) -> tuple[object, ...]:
             conn.execute("SELECT count(*) FROM applied").fetchone(),
             conn.execute("SELECT count(*) FROM events").fetchone(),
         )
+
+
+@pytest.mark.parametrize(("table", "key"), [("crm", "path"), ("crm", "output_dir"),
+                                            ("store", "path")])
+def test_a_nul_character_in_a_path_is_a_config_error(
+    table: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the generated configs: a NUL used to reach the file system as a ValueError."""
+    config = copy.deepcopy(BASE)
+    config["store"]["path"] = str(tmp_path / "store.duckdb")
+    config[table][key] = "sample\x00data"
+    path = _write(tmp_path, config)
+    assert path is not None
+    assert _check_run(capsys, path, tmp_path / "store.duckdb") == 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -127,7 +128,8 @@ def _check_run(capsys: pytest.CaptureFixture[str], path: Path, store: Path) -> i
     return code
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("SEGSYNC_FUZZ_EXAMPLES", "700")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=mutated_configs())
 def test_generated_bad_configs_fail_cleanly(
     config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory,

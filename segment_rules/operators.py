@@ -108,14 +108,24 @@ def _split(column: str) -> str:
     return f"string_split(regexp_replace(trim({column}), '\\s*;\\s*', ';', 'g'), ';')"
 
 
-def _contains(column: str, value: Value, now: dt.datetime) -> tuple[str, list[object]]:
-    items = _scalars(value)
-    return f"list_has_all({_split(column)}, ?)", [[str(v) for v in items]]
+def _list_test(function: str) -> SqlBuilder:
+    """``list_has_all``/``list_has_any`` over the ';'-separated values of a field.
+
+    CRMs store multi-value fields without spaces around the separator, so the plain split
+    serves almost every row; only values holding a space pay for trimming each item.
+    """
+
+    def build(column: str, value: Value, now: dt.datetime) -> tuple[str, list[object]]:
+        items = [str(v) for v in _scalars(value)]
+        sql = (f"(CASE WHEN contains({column}, ' ') THEN {function}({_split(column)}, ?) "
+               f"ELSE {function}(string_split({column}, ';'), ?) END)")
+        return sql, [items, items]
+
+    return build
 
 
-def _contains_any(column: str, value: Value, now: dt.datetime) -> tuple[str, list[object]]:
-    items = _scalars(value)
-    return f"list_has_any({_split(column)}, ?)", [[str(v) for v in items]]
+_contains = _list_test("list_has_all")
+_contains_any = _list_test("list_has_any")
 
 
 def _affix(function: str) -> SqlBuilder:

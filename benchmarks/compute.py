@@ -7,6 +7,7 @@ run's memberships with ~1% churn, guard) in a fresh process: wall time and peak 
     .venv/bin/python benchmarks/compute.py --sizes 100000 1000000 [--reps 3] [--out FILE]
 
 Results are printed as a table and written as JSON (default benchmarks/results/compute.json).
+``SEGSYNC_BENCH_MEMORY_LIMIT=2GB`` runs with that ``[store].memory_limit``.
 Never part of the test suite.
 """
 
@@ -202,7 +203,7 @@ def run_once(store_path: Path) -> dict[str, float]:
 
     config = _config(store_path)
     imported = time.perf_counter()
-    with Store.open(store_path) as store:
+    with Store.open(store_path, os.environ.get("SEGSYNC_BENCH_MEMORY_LIMIT")) as store:
         plan = compute_plan(store, config.segments, NOW, config.sync, per_value=config.per_value)
     end = time.perf_counter()
     return {

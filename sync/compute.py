@@ -36,11 +36,13 @@ def compute_plan(
     conn = store.conn
     # One full outer join finds both directions at once (faster than two anti-joins);
     # the difference is small, so splitting it afterwards costs nothing.
+    # The join carries only the integer keys (less memory); the CRM ids of the few
+    # removed members are looked up afterwards.
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE plan_diff AS "
-        "SELECT coalesce(d.sid, a.sid) AS sid, coalesce(d.cid, a.cid) AS cid, a.crm_id, "
+        "SELECT coalesce(d.sid, a.sid) AS sid, coalesce(d.cid, a.cid) AS cid, "
         "d.cid IS NULL AS remove FROM desired d "
-        "FULL OUTER JOIN applied a ON a.sid = d.sid AND a.cid = d.cid "
+        "FULL OUTER JOIN (SELECT sid, cid FROM applied) a ON a.sid = d.sid AND a.cid = d.cid "
         "WHERE d.cid IS NULL OR a.cid IS NULL"
     )
     conn.execute("CREATE OR REPLACE TEMP TABLE plan_adds AS "
@@ -48,8 +50,8 @@ def compute_plan(
     mirror = [sids[s.key] for s in segments if s.mode == "mirror"] or [-1]
     marks = ", ".join("?" for _ in mirror)
     conn.execute(
-        "CREATE OR REPLACE TEMP TABLE plan_removes AS SELECT sid, crm_id FROM plan_diff "
-        f"WHERE remove AND sid IN ({marks})",
+        "CREATE OR REPLACE TEMP TABLE plan_removes AS SELECT p.sid, a.crm_id FROM plan_diff p "
+        f"JOIN applied a ON a.sid = p.sid AND a.cid = p.cid WHERE p.remove AND p.sid IN ({marks})",
         mirror,
     )
     adds = _counts(store, "plan_adds")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ChunkedEncodingError,  # connection reset while reading the body
 )
 _BODY_EXCERPT = 300
+#: Error excerpts end up on stderr and in the store's run messages: no personal data there.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 Limiter = Callable[[requests.PreparedRequest], None]
 IsRetryable = Callable[[requests.Response], bool]
@@ -155,7 +158,7 @@ def _excerpt(response: requests.Response) -> str:
     content_type = response.headers.get("Content-Type", "")
     if "html" in content_type.lower() or raw.lstrip().lower().startswith(("<!doctype", "<html")):
         return "an HTML page (not JSON)"
-    flat = " ".join(raw.split())
+    flat = _EMAIL.sub("[email]", " ".join(raw.split()))
     return flat[:_BODY_EXCERPT] + ("..." if len(flat) > _BODY_EXCERPT else "")
 
 

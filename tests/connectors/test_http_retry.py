@@ -153,6 +153,15 @@ def test_read_json_turns_html_and_bad_json_into_one_clear_error(
         read_json(session.get(URL), "things")
 
 
+def test_error_excerpts_mask_email_addresses(mocked: responses.RequestsMock) -> None:
+    mocked.get(URL, body='{"results": [{"email": "jane.doe+x@example.co.uk"', status=200,
+               content_type="application/json")
+    with pytest.raises(CrmDataError) as caught:
+        read_json(make_session().get(URL), "contacts")
+    assert "jane.doe" not in str(caught.value)
+    assert '"email": "[email]"' in str(caught.value)
+
+
 def test_describe_never_shows_headers(mocked: responses.RequestsMock) -> None:
     mocked.get(URL, status=400, json={"message": "bad"})
     response = make_session().get(URL, headers={"Authorization": "Bearer top-secret-123"})

@@ -11,7 +11,6 @@ from segment_rules.evaluate import (
     Requirements,
     Tables,
     evaluate,
-    referenced_fields,
     requirements,
     top_values,
 )
@@ -29,7 +28,6 @@ __all__ = [
     "evaluate",
     "parse_rules",
     "parse_segments",
-    "referenced_fields",
     "requirements",
     "top_values",
 ]

@@ -39,7 +39,6 @@ __all__ = [
     "Tables",
     "evaluate",
     "feature_joins",
-    "referenced_fields",
     "requirements",
     "top_values",
 ]
@@ -94,12 +93,6 @@ def requirements(
         (company if leaf.on_company else contact).add(leaf.column)
     return Requirements(frozenset(contact), frozenset(company), bool(company) or near,
                         purchases, activities)
-
-
-def referenced_fields(segments: Iterable[Segment]) -> tuple[frozenset[str], frozenset[str]]:
-    """The (contact, company) fields the rules read."""
-    needs = requirements(segments)
-    return needs.contact_fields, needs.company_fields
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:

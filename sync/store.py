@@ -551,15 +551,6 @@ class Store:
             history.setdefault(key, []).append(int(size))
         return history
 
-    def pending_failures(self) -> list[tuple[str, str, str, str]]:
-        """(segment, contact, op, error) whose latest attempt failed: retried next run."""
-        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in self.conn.execute(
-            "SELECT segment_key, crm_id, op, error FROM ("
-            "  SELECT *, row_number() OVER (PARTITION BY segment_key, crm_id "
-            "  ORDER BY run_id DESC, changed_at DESC) AS n FROM changes) "
-            "WHERE n = 1 AND result = 'failed' ORDER BY segment_key, crm_id"
-        ).fetchall()]
-
     # -- status, erasure and pruning (segsync status / forget / prune) -------------------
 
     def retry_queue(

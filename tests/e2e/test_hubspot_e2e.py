@@ -337,7 +337,7 @@ def test_partial_failures_are_recorded_and_retried_next_run(world: World) -> Non
     assert victim.crm_id not in world.lists()[PREFIX + "Berlin"]
     config = world.config()
     with Store.open(config.store.path) as store:
-        assert [(k, c) for k, c, _, _ in store.pending_failures()] == [("berlin", victim.crm_id)]
+        assert [(k, c) for k, c, _, _ in store.retry_queue()] == [("berlin", victim.crm_id)]
     world.later()
     world.hs.reset_requests()
     second = world.sync()

@@ -148,7 +148,7 @@ def test_per_record_failures_are_recorded_and_retried_next_run(tmp_path: Path) -
     assert outcome.status == "partial"
     assert "4" not in crm.list_named("segsync: Berlin")
     with Store.open(config.store.path) as store:
-        assert ("berlin", "4", "add", "CONTACT_LOCKED") in store.pending_failures()
+        assert ("berlin", "4", "add", "CONTACT_LOCKED") in store.retry_queue()
     crm.reject = {}
     crm.calls.clear()
     retry = sync(config, crm)
@@ -157,7 +157,7 @@ def test_per_record_failures_are_recorded_and_retried_next_run(tmp_path: Path) -
         ("apply", "L1", ("4",), ()), ("apply", "L2", ("4",), ())
     ]
     with Store.open(config.store.path) as store:
-        assert store.pending_failures() == []
+        assert store.retry_queue() == []
 
 
 def test_renaming_a_segment_renames_its_target_and_keeps_members(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def compute_plan(
         )
     configured = {s.key for s in segments}
     orphans = tuple(k for k in store.targets() if k not in configured)
-    return Plan(tuple(changes), orphans)
+    return Plan(tuple(changes), orphans, expanded=tuple(segments))
 
 
 def expand_segments(

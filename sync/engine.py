@@ -15,7 +15,7 @@ from connectors.base import BudgetAware, Connector
 from connectors.redact import scrub
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
-from sync.compute import compute_plan, expand_segments, plan_field
+from sync.compute import compute_plan, plan_field
 from sync.config import Config
 from sync.failpoints import checkpoint
 from sync.fieldmode import apply_field, field_writer, writes_lists
@@ -106,8 +106,7 @@ def run_plan(
     plan = compute_plan(store, config.segments, clock(), config.sync, force=force,
                         per_value=config.per_value)
     if connector is not None and field_writer(connector) is not None:
-        segments = expand_segments(store, config.segments, config.per_value)
-        plan = replace(plan, field_updates=plan_field(store, segments))
+        plan = replace(plan, field_updates=plan_field(store, plan.expanded))
     return plan
 
 
@@ -141,8 +140,7 @@ def run_sync(
         if writer is not None and plan.blocked:
             log.warning("field not written: a segment is held back by the safety guard")
         elif writer is not None and plan.field_updates:
-            segments = expand_segments(store, config.segments, config.per_value)
-            _, field_failed = apply_field(store, writer, segments, run_id)
+            _, field_failed = apply_field(store, writer, plan.expanded, run_id)
             applied.failed += field_failed
         if progress:
             progress.done()

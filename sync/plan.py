@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from connectors.base import Batch
-from segment_rules.schema import SyncMode
+from segment_rules.schema import Segment, SyncMode
 
 __all__ = ["Plan", "SegmentChange", "guard_reason", "make_batches"]
 
@@ -44,6 +44,8 @@ class Plan:
     field_updates: int = 0
     #: From ``--reconcile``: key -> (live members segsync had not applied, applied ones missing).
     drift: tuple[tuple[str, int, int], ...] = ()
+    #: Every segment evaluated, per-value blocks expanded (what field mode writes).
+    expanded: tuple[Segment, ...] = ()
 
     @property
     def adds(self) -> int:

@@ -5,6 +5,15 @@ sure a write-back target exists for a segment (``ensure_target``), change member
 batches (``apply``), and read a target's live members for ``--reconcile`` (``members``).
 The engine depends only on this Protocol; ``tests/fakes.py`` implements it in memory.
 
+A write proves only what its answer says. ``apply`` and ``write_field`` report every id
+of a batch as done, ``failed`` (refused: the state is as before), ``unknown`` (the answer
+does not prove what happened) or ``gone`` (the record does not exist). An answer that
+cannot be read at all (malformed JSON, a count mismatch) makes every id of that call
+unknown; a call whose answer never came (retries exhausted, connection lost) raises, and
+the engine, which recorded the batch as intended before sending it, keeps it unknown.
+Unknown pairs are resolved by a later run: written again idempotently, or read back
+through the optional :class:`MembershipReader`.
+
 Records travel as pandas DataFrames in canonical columns, one frame per page, so the
 store can insert a page in one vectorised statement:
 
@@ -38,6 +47,8 @@ __all__ = [
     "BudgetAware",
     "Connector",
     "FieldWriter",
+    "MembershipRead",
+    "MembershipReader",
     "Page",
     "PullRequest",
     "Stream",
@@ -105,10 +116,19 @@ class Batch:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Per-record failures of a batch (id -> reason); every other id succeeded."""
+    """What the CRM's answers proved about each id of a batch.
+
+    Every id is in at most one of the three: ``failed`` (id -> reason: the CRM refused the
+    change, so the record's state is what it was before), ``unknown`` (id -> reason: the
+    answer does not prove the outcome, e.g. a 207 error that names no record, an id the
+    answer does not list, an unreadable answer) and ``gone`` (the CRM says the record does
+    not exist: it is in no list and holds no value). Every other id is done as asked.
+    """
 
     failed: Mapping[str, str] = field(default_factory=dict)
     api_calls: int = 0
+    unknown: Mapping[str, str] = field(default_factory=dict)
+    gone: frozenset[str] = frozenset()
 
 
 class Connector(Protocol):
@@ -135,7 +155,11 @@ class Connector(Protocol):
         ...
 
     def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
-        """Add and remove members; ids already present/absent count as success."""
+        """Add and remove members; ids already present/absent count as done.
+
+        Raise only when no answer arrived (the engine then keeps the batch unknown);
+        per-record outcomes, unreadable answers included, go into the result.
+        """
         ...
 
     def members(self, target: TargetRef) -> Iterator[str]:
@@ -170,7 +194,45 @@ class FieldWriter(Protocol):
         ...
 
     def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> BatchResult:
-        """Set each contact's field to the given segment names (empty tuple clears it)."""
+        """Set each contact's field to the given segment names (empty tuple clears it).
+
+        Outcomes as for ``Connector.apply``: only ids an answer proves are done.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class MembershipRead:
+    """The live memberships of some records in some targets, as far as the answers prove.
+
+    ``present`` holds the (target id, record id) pairs the CRM reports; for every record in
+    ``known`` the answer covered all asked targets, so its pairs not in ``present`` are
+    absent. ``gone`` records do not exist (absent everywhere). Records in none of these
+    stay unknown.
+    """
+
+    present: frozenset[tuple[str, str]] = frozenset()
+    known: frozenset[str] = frozenset()
+    gone: frozenset[str] = frozenset()
+    api_calls: int = 0
+
+
+@runtime_checkable
+class MembershipReader(Protocol):
+    """Optional capability: read the live state of chosen (target, record) pairs.
+
+    The engine uses it to resolve memberships whose state is unknown (a lost answer, a
+    merge or lead conversion that moved memberships inside the CRM) without reading whole
+    lists. One call covers up to ``max_read_batch`` records in every asked target.
+    """
+
+    #: Most records one read call covers (in all targets at once).
+    max_read_batch: int
+
+    def read_memberships(
+        self, targets: Sequence[TargetRef], record_ids: Sequence[str]
+    ) -> MembershipRead:
+        """Which of ``record_ids`` are members of which of ``targets``, read live."""
         ...
 
 

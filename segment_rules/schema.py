@@ -45,6 +45,7 @@ ACTIVITY_TYPES = (
     "email_open",
     "email_click",
     "email_sent",
+    "email_received",
     "call",
     "meeting",
     "form_submission",

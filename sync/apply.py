@@ -1,8 +1,10 @@
 """Apply: write a plan to the CRM in batches, recording each outcome as it lands.
 
+Each batch is recorded as intended (its pairs unknown) before it is sent, and its
+outcome -- what the CRM's answer proves, id by id -- is recorded when the answer comes.
 Resuming after a kill needs no saved plan: the store's ``applied`` table moves batch by
 batch, so a rerun computes the same desired state, diffs it against ``applied`` and
-finds exactly the work that was not done yet.
+finds exactly the work that was not done yet, plus the pairs whose answer never came.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from connectors.base import Connector, TargetRef, TargetSpec
+from connectors.base import BatchResult, Connector, TargetRef, TargetSpec
 from connectors.errors import TargetConflict
 from sync.compute import planned_ids
 from sync.failpoints import checkpoint
@@ -32,6 +34,8 @@ class ApplyResult:
     failed: int = 0
     api_calls: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    #: Pairs (or field values) the answers did not prove; settled by the next run.
+    unknown: int = 0
 
 
 def _target(store: Store, connector: Connector, key: str, name: str) -> TargetRef:
@@ -82,7 +86,7 @@ def apply_plan(
         adds = planned_ids(store, "plan_adds", sid)
         removes = planned_ids(store, "plan_removes", sid)
         if change.store_only or not lists:
-            store.record_batch(run_id, change.key, sid, adds, removes, {})
+            store.record_batch(run_id, change.key, sid, adds, removes, BatchResult())
             result.adds += len(adds)
             result.removes += len(removes)
             store.record_segment_run(run_id, change.key, change.after, change.adds,
@@ -91,14 +95,17 @@ def apply_plan(
         target = _target(store, connector, change.key, name_prefix + change.name)
         for batch in make_batches(removes, adds, connector.max_batch):
             checkpoint("apply.before-batch")
+            fresh = store.intend_batch(run_id, sid, batch.adds, batch.removes)
             outcome = connector.apply(target, batch)
             checkpoint("apply.sent")
-            store.record_batch(run_id, change.key, sid, batch.adds, batch.removes, outcome.failed)
+            store.record_batch(run_id, change.key, sid, batch.adds, batch.removes, outcome,
+                               fresh)
             checkpoint("apply.recorded")
             failed += len(outcome.failed)
+            result.unknown += len(outcome.unknown)
             result.api_calls += outcome.api_calls
-            result.adds += sum(1 for i in batch.adds if i not in outcome.failed)
-            result.removes += sum(1 for i in batch.removes if i not in outcome.failed)
+            result.adds += sum(1 for i in batch.adds if _done(i, outcome))
+            result.removes += sum(1 for i in batch.removes if _done(i, outcome))
             done += len(batch.adds) + len(batch.removes)
             if progress:
                 progress("apply", done, total)
@@ -110,3 +117,8 @@ def apply_plan(
     checkpoint("apply.before-finish")
     connector.finish()
     return result
+
+
+def _done(crm_id: str, outcome: BatchResult) -> bool:
+    """Counted as a change made: proven done (a gone record changed nothing)."""
+    return not (crm_id in outcome.failed or crm_id in outcome.unknown or crm_id in outcome.gone)

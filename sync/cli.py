@@ -194,7 +194,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print("Dry run: nothing was written to the CRM.")
         return GUARD if outcome.plan.blocked else OK
     print(render_result(outcome.applied, outcome.status, outcome.run_id,
-                        time.monotonic() - started))
+                        time.monotonic() - started, resolution=outcome.resolution,
+                        unknown_left=outcome.unknown_left))
     if outcome.plan.blocked:
         for change in outcome.plan.blocked:
             print(f"Error: safety guard: {change.key} {change.blocked}", file=sys.stderr)
@@ -216,7 +217,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         text = render_status(store.recent_runs(), store.segment_history(args.runs),
                              failures[:20], orphaned, failures_total=len(failures),
                              schedule=_schedule_line(config),
-                             pending=(plan.adds, plan.removes) if plan else None)
+                             pending=(plan.adds, plan.removes) if plan else None,
+                             unknown=store.unknown_counts())
     finally:
         close()
     print(text)

@@ -1,14 +1,14 @@
 """Compute: evaluate every segment over the store and diff against what was applied.
 
 Both steps are SQL over the store's own file: ``desired`` comes from
-``segment_rules.evaluate``; ``plan_adds``/``plan_removes`` are anti-joins against
-``applied``. The resulting counts go to :mod:`sync.plan` for the guard decisions.
+``segment_rules.evaluate``; ``plan_adds``/``plan_removes`` are its difference from
+``applied`` plus the pairs whose CRM state is ``unknown``. The resulting counts go to :mod:`sync.plan` for the guard decisions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from segment_rules import evaluate, top_values
 from segment_rules.generators import expand_per_value
@@ -17,7 +17,7 @@ from sync.config import SyncSettings
 from sync.plan import Plan, SegmentChange, guard_reason
 from sync.store import Store
 
-__all__ = ["compute_plan", "expand_segments", "planned_ids"]
+__all__ = ["compute_plan", "diff_plan", "expand_segments", "planned_ids"]
 
 
 def compute_plan(
@@ -33,6 +33,22 @@ def compute_plan(
     segments = expand_segments(store, segments, per_value)
     sids = store.segment_ids(s.key for s in segments)
     after = evaluate(store.conn, segments, sids, now)
+    return diff_plan(store, segments, after, settings, force=force)
+
+
+def diff_plan(
+    store: Store, segments: Sequence[Segment], after: Mapping[str, int],
+    settings: SyncSettings, *, force: bool = False,
+) -> Plan:
+    """Diff ``desired`` (left by the evaluation) against what the store knows.
+
+    A pair whose CRM state is unknown is written in its desired state: added when
+    desired, removed (mirror segments) when not; those writes are counted apart, so the
+    guard weighs only removals of members known to be there. Unknown pairs of add-only
+    segments that are not desired cannot be written; they wait for a read
+    (``sync.resolve``).
+    """
+    sids = store.segment_ids(s.key for s in segments)
     conn = store.conn
     # One full outer join finds both directions at once (faster than two anti-joins);
     # the difference is small, so splitting it afterwards costs nothing.
@@ -45,17 +61,34 @@ def compute_plan(
         "FULL OUTER JOIN (SELECT sid, cid FROM applied) a ON a.sid = d.sid AND a.cid = d.cid "
         "WHERE d.cid IS NULL OR a.cid IS NULL"
     )
-    conn.execute("CREATE OR REPLACE TEMP TABLE plan_adds AS "
-                 "SELECT sid, cid FROM plan_diff WHERE NOT remove")
     mirror = [sids[s.key] for s in segments if s.mode == "mirror"] or [-1]
     marks = ", ".join("?" for _ in mirror)
+    # Unknown pairs (usually none, then the big tables are not touched again): desired
+    # -> add again, else (mirror) -> remove again.
+    some = conn.execute("SELECT EXISTS (SELECT 1 FROM unknown)").fetchone()
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE plan_unknown AS SELECT u.sid, u.cid, u.crm_id, "
+        "EXISTS (SELECT 1 FROM desired d WHERE d.sid = u.sid AND d.cid = u.cid) AS wanted, "
+        "EXISTS (SELECT 1 FROM applied a WHERE a.sid = u.sid AND a.cid = u.cid) AS held "
+        "FROM unknown u" + ("" if some and some[0] else " LIMIT 0")
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE plan_adds AS "
+        "SELECT sid, cid FROM plan_diff WHERE NOT remove "
+        "UNION ALL SELECT sid, cid FROM plan_unknown WHERE wanted AND held"
+    )
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE plan_removes AS SELECT p.sid, a.crm_id FROM plan_diff p "
-        f"JOIN applied a ON a.sid = p.sid AND a.cid = p.cid WHERE p.remove AND p.sid IN ({marks})",
-        mirror,
+        f"JOIN applied a ON a.sid = p.sid AND a.cid = p.cid WHERE p.remove AND p.sid IN ({marks}) "
+        "UNION ALL SELECT sid, crm_id FROM plan_unknown "
+        f"WHERE NOT wanted AND NOT held AND sid IN ({marks})",
+        [*mirror, *mirror],
     )
     adds = _counts(store, "plan_adds")
     removes = _counts(store, "plan_removes")
+    unknown_adds = _counts(store, "plan_unknown", "wanted")
+    unknown_removes = _counts(store, "plan_unknown", f"NOT wanted AND sid IN ({marks})",
+                              mirror)
     before = store.applied_sizes()
     changes = []
     for segment in segments:
@@ -71,9 +104,12 @@ def compute_plan(
                 after=after[segment.key],
                 adds=adds.get(sid, 0),
                 removes=lost,
-                blocked=guard_reason(size, lost, settings.max_removal_fraction,
+                blocked=guard_reason(size, lost - unknown_removes.get(sid, 0),
+                                     settings.max_removal_fraction,
                                      settings.min_removals_to_guard, force),
                 store_only=segment.store_only,
+                unknown_adds=unknown_adds.get(sid, 0),
+                unknown_removes=unknown_removes.get(sid, 0),
             )
         )
     configured = {s.key for s in segments}
@@ -92,8 +128,12 @@ def expand_segments(
     return expanded
 
 
-def _counts(store: Store, table: str) -> dict[int, int]:
-    rows = store.conn.execute(f"SELECT sid, count(*) FROM {table} GROUP BY sid").fetchall()
+def _counts(
+    store: Store, table: str, where: str = "true", params: Sequence[object] = ()
+) -> dict[int, int]:
+    rows = store.conn.execute(
+        f"SELECT sid, count(*) FROM {table} WHERE {where} GROUP BY sid", list(params)
+    ).fetchall()
     return {int(sid): int(n) for sid, n in rows}
 
 
@@ -113,7 +153,8 @@ def plan_field(store: Store, segments: Sequence[Segment]) -> int:
     """Contacts whose set of segment names changed, into ``field_plan(crm_id, names)``.
 
     Only segments written to the CRM count (holdout control groups do not); names are
-    sorted and ';'-joined, the multi-value format of both CRMs.
+    sorted and ';'-joined, the multi-value format of both CRMs. A contact whose field
+    value is unknown (``field_unknown``) is written again whatever the store holds.
     """
     sids = store.segment_ids(s.key for s in segments)
     names = [(sids[s.key], s.name) for s in segments if not s.store_only]
@@ -124,12 +165,16 @@ def plan_field(store: Store, segments: Sequence[Segment]) -> int:
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE field_plan AS "
         "WITH wanted AS (SELECT d.cid, string_agg(n.name, ';' ORDER BY n.name) AS names "
-        "  FROM desired d JOIN field_names n USING (sid) GROUP BY d.cid) "
-        "SELECT coalesce(c._crm_id, f.crm_id) AS crm_id, coalesce(w.names, '') AS names "
-        "FROM wanted w FULL OUTER JOIN field_applied f USING (cid) "
-        "LEFT JOIN contacts c ON c._cid = coalesce(w.cid, f.cid) "
-        "WHERE coalesce(w.names, '') <> coalesce(f.names, '') "
-        "AND coalesce(c._crm_id, f.crm_id) IS NOT NULL"
+        "  FROM desired d JOIN field_names n USING (sid) GROUP BY d.cid), "
+        "known AS (SELECT coalesce(w.cid, f.cid) AS cid, f.crm_id, "
+        "  coalesce(w.names, '') AS names, coalesce(f.names, '') AS held "
+        "  FROM wanted w FULL OUTER JOIN field_applied f USING (cid)), "
+        "todo AS (SELECT coalesce(k.cid, u.cid) AS cid, coalesce(k.crm_id, u.crm_id) AS crm_id, "
+        "  coalesce(k.names, '') AS names, u.cid IS NOT NULL OR k.names <> k.held AS write "
+        "  FROM known k FULL OUTER JOIN field_unknown u ON u.cid = k.cid) "
+        "SELECT coalesce(c._crm_id, t.crm_id) AS crm_id, t.names FROM todo t "
+        "LEFT JOIN contacts c ON c._cid = t.cid "
+        "WHERE t.write AND coalesce(c._crm_id, t.crm_id) IS NOT NULL"
     )
     row = conn.execute("SELECT count(*) FROM field_plan").fetchone()
     return int(row[0]) if row else 0

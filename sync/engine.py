@@ -9,22 +9,24 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from connectors.base import BudgetAware, Connector
 from connectors.redact import scrub
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
-from sync.compute import compute_plan, plan_field
+from sync.compute import compute_plan, diff_plan, plan_field
 from sync.config import Config
 from sync.failpoints import checkpoint
 from sync.fieldmode import apply_field, field_writer, writes_lists
 from sync.log import Progress
 from sync.plan import Plan
 from sync.pull import PullResult, pull_all
+from sync.resolve import Resolution, resolve_unknowns
 from sync.store import Store
 
-__all__ = ["Clock", "SyncOutcome", "reconcile", "run_plan", "run_pull", "run_sync", "utc_now"]
+__all__ = ["Clock", "SyncOutcome", "reconcile", "run_plan", "run_pull", "run_sync",
+           "unknown_left", "utc_now"]
 
 log = logging.getLogger("segsync.engine")
 
@@ -43,6 +45,9 @@ class SyncOutcome:
     applied: ApplyResult | None
     run_id: int | None
     status: str
+    resolution: Resolution = field(default_factory=Resolution)
+    #: Memberships and field values still unknown when the run ended (exit code 5).
+    unknown_left: int = 0
 
 
 def _pull(
@@ -125,13 +130,18 @@ def run_sync(
         checkpoint("compute.start")
         plan = replace(run_plan(config, store, force=force, clock=clock, connector=connector),
                        drift=drift)
+        resolution = resolve_unknowns(store, connector, plan)
+        if resolution.read:  # what the read settled is no longer written: diff again
+            sizes = {change.key: change.after for change in plan.segments}
+            plan = replace(diff_plan(store, plan.expanded, sizes, config.sync, force=force),
+                           drift=drift, field_updates=plan.field_updates)
         checkpoint("compute.done")
         if on_plan:
             on_plan(plan)
         if dry_run:
             store.finish_run(run_id, "dry-run", {"pulled": pulled.total}, "",
                              connector.api_usage())
-            return SyncOutcome(plan, pulled, None, run_id, "dry-run")
+            return SyncOutcome(plan, pulled, None, run_id, "dry-run", resolution)
         _check_budget(connector, plan, store)
         applied = apply_plan(store, connector, plan, run_id, config.name_prefix,
                              progress.applied if progress else None,
@@ -140,8 +150,9 @@ def run_sync(
         if writer is not None and plan.blocked:
             log.warning("field not written: a segment is held back by the safety guard")
         elif writer is not None and plan.field_updates:
-            _, field_failed = apply_field(store, writer, plan.expanded, run_id)
+            _, field_failed, field_unknown = apply_field(store, writer, plan.expanded, run_id)
             applied.failed += field_failed
+            applied.unknown += field_unknown
         if progress:
             progress.done()
     except BaseException as exc:
@@ -149,15 +160,30 @@ def run_sync(
         store.finish_run(run_id, "failed", counts, scrub(str(exc)) or type(exc).__name__,
                          _usage(connector))
         raise
-    status = "partial" if applied.failed else "blocked" if plan.blocked else "ok"
-    message = "; ".join(f"{s.key}: {s.blocked}" for s in plan.blocked)
+    left = unknown_left(store, plan, connector)
+    status = "partial" if applied.failed or left else "blocked" if plan.blocked else "ok"
+    notes = [f"{s.key}: {s.blocked}" for s in plan.blocked]
+    if left:
+        notes.append(f"{left} membership(s)/field value(s) whose outcome the CRM did not "
+                     "prove; the next run settles them")
     store.finish_run(
         run_id, status,
         {"pulled": pulled.total, "adds": applied.adds, "removes": applied.removes,
          "failed": applied.failed, "api_calls": applied.api_calls},
-        message, _usage(connector),
+        "; ".join(notes), _usage(connector),
     )
-    return SyncOutcome(plan, pulled, applied, run_id, status)
+    return SyncOutcome(plan, pulled, applied, run_id, status, resolution, left)
+
+
+def unknown_left(store: Store, plan: Plan, connector: Connector) -> int:
+    """Unknown pairs of the segments this run writes (held-back ones excepted), plus
+    unknown field values when the field is written."""
+    counts = store.unknown_counts()
+    written = {c.key for c in plan.segments if not c.blocked and not c.store_only}
+    left = sum(n for key, n in counts.items() if key in written) if writes_lists(connector) else 0
+    if field_writer(connector) is not None and not plan.blocked:
+        left += counts.get("(field)", 0)
+    return left
 
 
 def _check_budget(connector: Connector, plan: Plan, store: Store) -> None:

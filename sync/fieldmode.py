@@ -41,24 +41,29 @@ def _ensure_options(store: Store, writer: FieldWriter, options: list[str]) -> No
 
 def apply_field(
     store: Store, writer: FieldWriter, segments: Sequence[Segment], run_id: int
-) -> tuple[int, int]:
-    """Write ``field_plan``; return (contacts written, contacts failed)."""
+) -> tuple[int, int, int]:
+    """Write ``field_plan``; return (contacts written, failed, left unknown).
+
+    Each chunk is recorded as intended before it is sent, like membership batches.
+    """
     current = sorted({s.name for s in segments if not s.store_only})
     previous = json.loads(store.meta(OPTIONS_KEY) or "[]")
     # Old names stay selectable until no contact holds them any more.
     _ensure_options(store, writer, sorted(set(current) | set(previous)))
     rows = store.conn.execute("SELECT crm_id, names FROM field_plan ORDER BY crm_id").fetchall()
-    written = failed = 0
+    written = failed = unknown = 0
     size = max(1, writer.max_field_batch)
     for start in range(0, len(rows), size):
         chunk = {str(crm_id): str(names) for crm_id, names in rows[start : start + size]}
+        fresh = store.intend_field(run_id, list(chunk))
         result = writer.write_field(
             {crm_id: tuple(n for n in names.split(";") if n) for crm_id, names in chunk.items()}
         )
-        store.record_field_batch(run_id, chunk, result.failed)
+        store.record_field_batch(run_id, chunk, result, fresh)
         failed += len(result.failed)
-        written += len(chunk) - len(result.failed)
-    if not failed:
+        unknown += len(result.unknown)
+        written += len(chunk) - len(result.failed) - len(result.unknown) - len(result.gone)
+    if not failed and not unknown:
         _ensure_options(store, writer, current)
-    log.info("field: %d contact(s) written, %d failed", written, failed)
-    return written, failed
+    log.info("field: %d contact(s) written, %d failed, %d unknown", written, failed, unknown)
+    return written, failed, unknown

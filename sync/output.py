@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from sync.apply import ApplyResult
 from sync.plan import Plan
 from sync.planview import PlanView
+from sync.resolve import Resolution
 
 __all__ = ["plan_json", "render_plan", "render_plan_costs", "render_plan_markdown",
            "render_result", "render_status", "sparkline"]
@@ -30,6 +31,9 @@ def render_plan(plan: Plan) -> str:
     rows = []
     for s in plan.segments:
         note = f"BLOCKED: {s.blocked}" if s.blocked else ("add only" if s.mode == "add_only" else "")
+        if s.unknown_adds or s.unknown_removes:
+            verify = f"{s.unknown_adds + s.unknown_removes} of unknown state written again"
+            note = f"{note}; {verify}" if note else verify
         rows.append([s.key, s.before, s.after, f"+{s.adds}", f"-{s.removes}", note])
     body = _table(["segment", "now", "computed", "adds", "removes", "note"], rows, {1, 2, 3, 4})
     lines = [f"Plan: {len(plan.segments)} segment(s), +{plan.adds} / -{plan.removes} "
@@ -45,12 +49,22 @@ def render_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def render_result(result: ApplyResult, status: str, run_id: int | None, seconds: float) -> str:
+def render_result(
+    result: ApplyResult, status: str, run_id: int | None, seconds: float, *,
+    resolution: Resolution | None = None, unknown_left: int = 0,
+) -> str:
     text = (f"Result: run {run_id} {status}: +{result.adds} / -{result.removes} applied, "
             f"{result.failed} failed, {result.api_calls} write call(s), {seconds:.1f} s")
+    if resolution is not None and resolution.unknown:
+        text += (f"\n  {resolution.unknown} membership(s) of unknown state settled: "
+                 f"{resolution.read} read live ({resolution.read_calls} call(s)), the rest "
+                 "written in their desired state")
     if result.failures:
         text += "\n  failed records (retried on the next run): " + ", ".join(
             f"{k}: {n}" for k, n in sorted(result.failures.items()))
+    if unknown_left:
+        text += (f"\n  {unknown_left} write(s) the CRM did not prove (lost or incomplete "
+                 "answers): the next run settles them")
     return text
 
 
@@ -84,6 +98,7 @@ def render_status(
     failures_total: int | None = None,
     schedule: str | None = None,
     pending: tuple[int, int] | None = None,
+    unknown: Mapping[str, int] | None = None,
 ) -> str:
     lines = ["Last runs:"]
     if not runs:
@@ -126,6 +141,10 @@ def render_status(
         lines.append(f"  {segment}: {op} {contact}: {error}")
     if total > min(len(failures), 20):
         lines.append(f"  ... and {total - min(len(failures), 20)} more")
+    if unknown:
+        lines.append(f"Writes whose outcome the CRM did not prove: {sum(unknown.values())} "
+                     "(settled by the next sync: read live or written again)")
+        lines.append("  " + ", ".join(f"{key}: {n}" for key, n in sorted(unknown.items())))
     if orphans:
         lines.append("Targets without a configured segment: " + ", ".join(orphans))
         lines.append("  (left in the CRM untouched; `segsync prune` deletes them)")

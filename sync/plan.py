@@ -29,6 +29,9 @@ class SegmentChange:
     blocked: str | None = None
     #: Kept in the store only (a holdout's control group), never written to the CRM.
     store_only: bool = False
+    #: Of ``adds``/``removes``: pairs whose CRM state was unknown, written to settle it.
+    unknown_adds: int = 0
+    unknown_removes: int = 0
 
     @property
     def changed(self) -> bool:

@@ -11,7 +11,16 @@ Invariants the engine relies on:
 * a page of records and the watermark that covers it are committed in one transaction;
 * ``applied`` changes only when a batch's outcome is recorded, in the same transaction as
   its change-log rows, so a killed run resumes exactly where it stopped;
+* a write is recorded as intended (``unknown``, ``field_unknown``) before it is sent, and
+  leaves that table only when an answer proves its outcome: a lost answer, a kill between
+  send and record, an answer that names no record, or a merge that moved memberships
+  inside the CRM all leave the (target, record) pair unknown -- never assumed present or
+  absent -- until a later run resolves it;
 * the file is created readable by its owner only.
+
+``applied`` holds the last *known* state; a row of ``unknown`` for the same pair
+overrides it. So an explicit refusal restores nothing: the pair simply leaves
+``unknown`` and ``applied`` still says what it said before the write.
 """
 
 from __future__ import annotations
@@ -30,13 +39,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from connectors.base import Page, Stream, TargetRef
+from connectors.base import BatchResult, MembershipRead, Page, Stream, TargetRef
 from segment_rules.compile import quote_ident
 from sync.errors import StoreError
 
-__all__ = ["ENGINE_COLUMNS", "SCHEMA_VERSION", "Store", "TargetRow", "contact_key"]
+__all__ = ["ENGINE_COLUMNS", "SCHEMA_VERSION", "Store", "TargetRow", "UnknownPair", "contact_key"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Columns the engine owns in each record table; every other column is a CRM property.
 ENGINE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -80,6 +89,20 @@ CREATE TABLE changes (
     result VARCHAR, error VARCHAR, changed_at TIMESTAMP);
 """
 
+#: Schema 2: pairs and field values whose state in the CRM is not known.
+_SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS unknown (
+    sid SMALLINT, cid BIGINT, crm_id VARCHAR, op VARCHAR, reason VARCHAR, run_id INTEGER,
+    since TIMESTAMP);
+CREATE TABLE IF NOT EXISTS field_unknown (
+    cid BIGINT, crm_id VARCHAR, reason VARCHAR, run_id INTEGER, since TIMESTAMP);
+"""
+
+#: Why a pair is unknown when no answer was recorded for its write.
+IN_FLIGHT = "sent, but no answer was recorded (lost answer or interrupted run)"
+#: Change-log text for records the CRM says do not exist.
+GONE = "the CRM has no such record"
+
 
 def contact_key(crm_id: str) -> int:
     """The store's integer key for a CRM id: a stable 63-bit hash.
@@ -110,6 +133,17 @@ class TargetRow:
         if self.state != "owned" or self.target_id is None:
             return None
         return TargetRef(self.target_id, self.name)
+
+
+@dataclass(frozen=True)
+class UnknownPair:
+    """A (segment, record) membership whose state in the CRM is not known, and why."""
+
+    sid: int
+    cid: int
+    crm_id: str
+    op: str
+    reason: str
 
 
 def _now() -> dt.datetime:
@@ -180,7 +214,7 @@ class Store:
         tables = {row[0] for row in self.conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if "meta" not in tables:
             with self.transaction() as conn:
-                for statement in filter(str.strip, _SCHEMA.split(";")):
+                for statement in filter(str.strip, (_SCHEMA + _SCHEMA_2).split(";")):
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
             return
@@ -190,6 +224,12 @@ class Store:
             raise StoreError(
                 f"{self.path} was written by a newer segsync (schema {version}); upgrade segsync"
             )
+        if version < 2:
+            with self.transaction() as conn:
+                for statement in filter(str.strip, _SCHEMA_2.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                             [str(SCHEMA_VERSION)])
 
     # -- records -----------------------------------------------------------------------
 
@@ -316,20 +356,54 @@ class Store:
             conn.unregister("gone")
 
     def _merge_contacts(self, conn: duckdb.DuckDBPyConnection, merged: Mapping[str, str]) -> None:
-        """Fold merged-away contacts into their survivors: drop the row, move the events."""
+        """Fold merged-away contacts into their survivors: drop the row, move the events.
+
+        A merge (or a Salesforce lead conversion) moves memberships inside the CRM: the
+        loser is no record any more, and what became of its list/campaign memberships
+        (moved to the survivor, dropped as duplicates) is the CRM's business. So the
+        loser's memberships and field value are forgotten and the survivor's, in every
+        owned target, become unknown until a later run reads them. Only losers the store
+        knows count: HubSpot lists every id ever merged into a contact on each read of it.
+        """
         losers = list(merged)
         folded = pd.DataFrame({
             "loser": losers,
+            "loser_cid": contact_keys(losers),
             "survivor": [merged[i] for i in losers],
             "survivor_cid": contact_keys(merged[i] for i in losers),
         })
         conn.register("folded", folded)
         try:
+            conn.execute(
+                "CREATE OR REPLACE TEMP TABLE moved AS SELECT DISTINCT survivor, survivor_cid, "
+                "loser FROM folded f WHERE f.loser_cid IN (SELECT _cid FROM contacts) "
+                "OR f.loser_cid IN (SELECT cid FROM applied) "
+                "OR f.loser_cid IN (SELECT cid FROM unknown) "
+                "OR f.loser_cid IN (SELECT cid FROM field_applied) "
+                "OR f.loser_cid IN (SELECT cid FROM field_unknown)"
+            )
             conn.execute("DELETE FROM contacts WHERE _crm_id IN (SELECT loser FROM folded)")
             conn.execute(
                 "UPDATE events SET _contact_id = f.survivor, _cid = f.survivor_cid "
                 "FROM folded f WHERE events._contact_id = f.loser"
             )
+            for table in ("applied", "unknown", "field_applied", "field_unknown"):
+                conn.execute(f"DELETE FROM {table} WHERE cid IN (SELECT loser_cid FROM folded)")
+            now = _now()
+            conn.execute(
+                "INSERT INTO unknown SELECT t.sid, m.survivor_cid, m.survivor, 'moved', "
+                "'merged with ' || m.loser || ': the CRM may have moved its memberships', "
+                "NULL, ? FROM (SELECT survivor, survivor_cid, min(loser) AS loser FROM moved "
+                "GROUP BY ALL) m CROSS JOIN (SELECT s.sid FROM targets t JOIN segments s "
+                "ON s.key = t.segment_key WHERE t.state = 'owned') t "
+                "WHERE NOT EXISTS (SELECT 1 FROM unknown u WHERE u.sid = t.sid "
+                "AND u.cid = m.survivor_cid)", [now])
+            conn.execute(
+                "INSERT INTO field_unknown SELECT m.survivor_cid, m.survivor, "
+                "'merged: the CRM may have combined the field values', NULL, ? "
+                "FROM (SELECT DISTINCT survivor, survivor_cid FROM moved) m "
+                "WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'field_options') "
+                "AND m.survivor_cid NOT IN (SELECT cid FROM field_unknown)", [now])
         finally:
             conn.unregister("folded")
 
@@ -402,6 +476,29 @@ class Store:
         return {int(s): int(n) for s, n in self.conn.execute(
             "SELECT sid, count(*) FROM applied GROUP BY sid").fetchall()}
 
+    def intend_batch(
+        self, run_id: int, sid: int, adds: Sequence[str], removes: Sequence[str]
+    ) -> frozenset[str]:
+        """Record a batch as sent before sending it: its pairs become unknown.
+
+        Returns the ids that were not unknown already; an explicit refusal of one of
+        those restores its known state, while an already unknown pair stays unknown.
+        """
+        frame = _pairs_frame(adds, removes)
+        with self.transaction() as conn:
+            conn.register("batch", frame)
+            try:
+                fresh = conn.execute(
+                    "SELECT crm_id FROM batch WHERE cid NOT IN "
+                    "(SELECT cid FROM unknown WHERE sid = ?)", [sid]).fetchall()
+                conn.execute(
+                    "INSERT INTO unknown SELECT ?, cid, crm_id, op, ?, ?, ? FROM batch "
+                    "WHERE cid NOT IN (SELECT cid FROM unknown WHERE sid = ?)",
+                    [sid, IN_FLIGHT, run_id, _now(), sid])
+            finally:
+                conn.unregister("batch")
+        return frozenset(str(r[0]) for r in fresh)
+
     def record_batch(
         self,
         run_id: int,
@@ -409,37 +506,97 @@ class Store:
         sid: int,
         adds: Sequence[str],
         removes: Sequence[str],
-        failed: Mapping[str, str],
+        outcome: BatchResult,
+        fresh: frozenset[str] = frozenset(),
     ) -> None:
-        """Record one applied batch: memberships and change-log rows in one transaction."""
-        ops = ["add"] * len(adds) + ["remove"] * len(removes)
-        ids = [*adds, *removes]
-        frame = pd.DataFrame({
-            "crm_id": pd.Series(ids, dtype=object),
-            "cid": contact_keys(ids),
-            "op": pd.Series(ops, dtype=object),
-            "result": pd.Series(["failed" if i in failed else "ok" for i in ids], dtype=object),
-            "error": pd.Series([failed.get(i) for i in ids], dtype=object),
-        })
+        """Record what one batch's answers proved: memberships, the unknown overlay and
+        change-log rows, in one transaction.
+
+        Done adds become present, done removes and gone records absent; unknown ids keep
+        (or get) their unknown row with the answer's reason; refused ids leave the
+        overlay only if this batch put them there (``fresh``).
+        """
+        frame = _pairs_frame(adds, removes)
+        frame["result"] = pd.Series(
+            [_result(i, outcome) for i in frame["crm_id"]], dtype=object)
+        frame["error"] = pd.Series(
+            [outcome.failed.get(i) or outcome.unknown.get(i)
+             or (GONE if i in outcome.gone else None) for i in frame["crm_id"]], dtype=object)
+        frame["fresh"] = frame["crm_id"].isin(fresh)
         with self.transaction() as conn:
             conn.register("batch", frame)
             try:
                 conn.execute(
                     "DELETE FROM applied WHERE sid = ? AND cid IN "
-                    "(SELECT cid FROM batch WHERE result = 'ok')",
-                    [sid],
-                )
+                    "(SELECT cid FROM batch WHERE result IN ('ok', 'gone'))", [sid])
                 conn.execute(
                     "INSERT INTO applied SELECT ?, cid, crm_id FROM batch "
-                    "WHERE op = 'add' AND result = 'ok'",
-                    [sid],
-                )
+                    "WHERE op = 'add' AND result = 'ok'", [sid])
+                conn.execute(
+                    "DELETE FROM unknown WHERE sid = ? AND cid IN (SELECT cid FROM batch WHERE "
+                    "result IN ('ok', 'gone') OR (result = 'failed' AND fresh))", [sid])
+                conn.execute(
+                    "UPDATE unknown SET reason = b.error, run_id = ? FROM batch b "
+                    "WHERE unknown.sid = ? AND unknown.cid = b.cid AND b.result = 'unknown'",
+                    [run_id, sid])
+                conn.execute(
+                    "INSERT INTO unknown SELECT ?, cid, crm_id, op, error, ?, ? FROM batch b "
+                    "WHERE result = 'unknown' AND cid NOT IN "
+                    "(SELECT cid FROM unknown WHERE sid = ?)", [sid, run_id, _now(), sid])
                 conn.execute(
                     "INSERT INTO changes SELECT ?, ?, cid, crm_id, op, result, error, ? FROM batch",
                     [run_id, segment_key, _now()],
                 )
             finally:
                 conn.unregister("batch")
+
+    def unknown_pairs(self, sids: Iterable[int] | None = None) -> list[UnknownPair]:
+        """Unknown memberships (of ``sids``, or all), oldest reason kept per pair."""
+        wanted = list(sids) if sids is not None else None
+        if wanted is not None and not wanted:
+            return []
+        where = f"WHERE sid IN ({', '.join('?' for _ in wanted)})" if wanted else ""
+        rows = self.conn.execute(
+            f"SELECT sid, cid, crm_id, op, coalesce(reason, '') FROM unknown {where} "
+            "ORDER BY sid, crm_id", wanted or []).fetchall()
+        return [UnknownPair(int(a), int(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
+
+    def unknown_counts(self) -> dict[str, int]:
+        """Unknown memberships per segment key, and field values under ``"(field)"``."""
+        counts = {str(k): int(n) for k, n in self.conn.execute(
+            "SELECT s.key, count(*) FROM unknown u JOIN segments s USING (sid) GROUP BY s.key"
+        ).fetchall()}
+        row = self.conn.execute("SELECT count(*) FROM field_unknown").fetchone()
+        if row and row[0]:
+            counts["(field)"] = int(row[0])
+        return counts
+
+    def record_read(
+        self, sids: Mapping[str, int], pairs: Sequence[UnknownPair], read: MembershipRead
+    ) -> int:
+        """Settle unknown pairs with a live read (``sids``: target id -> segment id).
+
+        A pair of a record the read covers (or says is gone) becomes known present or
+        absent and leaves the overlay; the others stay unknown. Returns pairs settled.
+        """
+        present = {(sids[t], r) for t, r in read.present if t in sids}
+        rows = [(p.sid, p.cid, p.crm_id, (p.sid, p.crm_id) in present) for p in pairs
+                if p.crm_id in read.known or p.crm_id in read.gone]
+        if not rows:
+            return 0
+        frame = pd.DataFrame(rows, columns=["sid", "cid", "crm_id", "present"])
+        frame["crm_id"] = frame["crm_id"].astype(object)
+        with self.transaction() as conn:
+            conn.register("settled", frame)
+            try:
+                for table in ("applied", "unknown"):
+                    conn.execute(f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM settled s "
+                                 "WHERE s.sid = t.sid AND s.cid = t.cid)")
+                conn.execute("INSERT INTO applied SELECT sid, cid, crm_id FROM settled "
+                             "WHERE present")
+            finally:
+                conn.unregister("settled")
+        return len(rows)
 
     def replace_applied(self, sid: int, crm_ids: Sequence[str]) -> tuple[int, int]:
         """Make ``applied`` for one segment equal the CRM's live members (``--reconcile``).
@@ -458,29 +615,58 @@ class Store:
                     "(SELECT cid FROM live))", [sid, sid]).fetchone() or (0, 0)
                 conn.execute("DELETE FROM applied WHERE sid = ?", [sid])
                 conn.execute("INSERT INTO applied SELECT ?, cid, crm_id FROM live", [sid])
+                conn.execute("DELETE FROM unknown WHERE sid = ?", [sid])  # now known
             finally:
                 conn.unregister("live")
         return int(extra), int(missing)
 
+    def intend_field(self, run_id: int, crm_ids: Sequence[str]) -> frozenset[str]:
+        """Record field writes as sent before sending them (see :meth:`intend_batch`)."""
+        frame = pd.DataFrame({"crm_id": pd.Series(list(crm_ids), dtype=object),
+                              "cid": contact_keys(crm_ids)})
+        with self.transaction() as conn:
+            conn.register("batch", frame)
+            try:
+                fresh = conn.execute("SELECT crm_id FROM batch WHERE cid NOT IN "
+                                     "(SELECT cid FROM field_unknown)").fetchall()
+                conn.execute("INSERT INTO field_unknown SELECT cid, crm_id, ?, ?, ? FROM batch "
+                             "WHERE cid NOT IN (SELECT cid FROM field_unknown)",
+                             [IN_FLIGHT, run_id, _now()])
+            finally:
+                conn.unregister("batch")
+        return frozenset(str(r[0]) for r in fresh)
+
     def record_field_batch(
-        self, run_id: int, updates: Mapping[str, str], failed: Mapping[str, str]
+        self, run_id: int, updates: Mapping[str, str], outcome: BatchResult,
+        fresh: frozenset[str] = frozenset(),
     ) -> None:
-        """Record written field values (crm id -> ';'-joined names) with their change rows."""
+        """Record written field values (crm id -> ';'-joined names) as the answers proved
+        them, with their change rows (outcome rules as in :meth:`record_batch`)."""
         ids = list(updates)
         frame = pd.DataFrame({
             "crm_id": pd.Series(ids, dtype=object),
             "cid": contact_keys(ids),
             "names": pd.Series([updates[i] for i in ids], dtype=object),
-            "result": pd.Series(["failed" if i in failed else "ok" for i in ids], dtype=object),
-            "error": pd.Series([failed.get(i) for i in ids], dtype=object),
+            "result": pd.Series([_result(i, outcome) for i in ids], dtype=object),
+            "error": pd.Series([outcome.failed.get(i) or outcome.unknown.get(i)
+                                or (GONE if i in outcome.gone else None) for i in ids],
+                               dtype=object),
+            "fresh": pd.Series([i in fresh for i in ids], dtype=bool),
         })
         with self.transaction() as conn:
             conn.register("batch", frame)
             try:
                 conn.execute("DELETE FROM field_applied WHERE cid IN "
-                             "(SELECT cid FROM batch WHERE result = 'ok')")
+                             "(SELECT cid FROM batch WHERE result IN ('ok', 'gone'))")
                 conn.execute("INSERT INTO field_applied SELECT cid, crm_id, names FROM batch "
                              "WHERE result = 'ok' AND names <> ''")
+                conn.execute("DELETE FROM field_unknown WHERE cid IN (SELECT cid FROM batch "
+                             "WHERE result IN ('ok', 'gone') OR (result = 'failed' AND fresh))")
+                conn.execute("UPDATE field_unknown SET reason = b.error, run_id = ? FROM batch b "
+                             "WHERE field_unknown.cid = b.cid AND b.result = 'unknown'", [run_id])
+                conn.execute("INSERT INTO field_unknown SELECT cid, crm_id, error, ?, ? "
+                             "FROM batch WHERE result = 'unknown' AND cid NOT IN "
+                             "(SELECT cid FROM field_unknown)", [run_id, _now()])
                 conn.execute(
                     "INSERT INTO changes SELECT ?, '(field)', cid, crm_id, 'set', result, error, ? "
                     "FROM batch", [run_id, _now()])
@@ -619,6 +805,11 @@ class Store:
             gone("memberships", "DELETE FROM applied WHERE crm_id = ? OR cid = ?", [crm_id, cid])
             gone("field values", "DELETE FROM field_applied WHERE crm_id = ? OR cid = ?",
                  [crm_id, cid])
+            # Memberships and values in an unknown state count with the known ones.
+            for name, table in (("memberships", "unknown"), ("field values", "field_unknown")):
+                known = counts[name]
+                gone(name, f"DELETE FROM {table} WHERE crm_id = ? OR cid = ?", [crm_id, cid])
+                counts[name] += known
             found = conn.execute(
                 "SELECT count(*) FROM changes WHERE crm_id = ? OR cid = ?", [crm_id, cid]
             ).fetchone()
@@ -646,9 +837,10 @@ class Store:
                 "SELECT count(*) FROM applied WHERE sid = (SELECT sid FROM segments WHERE key = ?)",
                 [key],
             ).fetchone()
-            conn.execute(
-                "DELETE FROM applied WHERE sid = (SELECT sid FROM segments WHERE key = ?)", [key]
-            )
+            for table in ("applied", "unknown"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE sid = (SELECT sid FROM segments WHERE key = ?)",
+                    [key])
             conn.execute("DELETE FROM targets WHERE segment_key = ?", [key])
         return int(found[0]) if found else 0
 
@@ -657,6 +849,24 @@ class Store:
         return {str(k): int(n) for k, n in self.conn.execute(
             "SELECT s.key, count(*) FROM applied a JOIN segments s USING (sid) GROUP BY s.key"
         ).fetchall()}
+
+
+def _pairs_frame(adds: Sequence[str], removes: Sequence[str]) -> pd.DataFrame:
+    ids = [*adds, *removes]
+    return pd.DataFrame({
+        "crm_id": pd.Series(ids, dtype=object),
+        "cid": contact_keys(ids),
+        "op": pd.Series(["add"] * len(adds) + ["remove"] * len(removes), dtype=object),
+    })
+
+
+def _result(crm_id: str, outcome: BatchResult) -> str:
+    """The change-log result of one id: failed, unknown, gone or ok."""
+    if crm_id in outcome.failed:
+        return "failed"
+    if crm_id in outcome.unknown:
+        return "unknown"
+    return "gone" if crm_id in outcome.gone else "ok"
 
 
 def _mask_words(text: str, words: Sequence[str], replacement: str) -> str:

@@ -2,7 +2,11 @@
 
 Records are plain dicts; a test edits them between runs the way a CRM user would. Every
 write call is logged, and failures can be scripted: a whole batch raising after N calls
-(a crash mid-apply) or single ids rejected (per-record failures).
+(a crash mid-apply), a batch applied whose answer is then lost (``lose_after_calls``),
+single ids rejected (per-record failures), applied but not proven (``unproven``), or not
+existing (``missing``). ``merge`` folds one contact into another the way a CRM merge
+does, moving its list memberships or dropping them. :class:`ReadingFakeConnector` adds
+the optional live membership read.
 """
 
 from __future__ import annotations
@@ -13,14 +17,26 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
-from connectors.errors import TargetConflict
+from connectors.base import (
+    Batch,
+    BatchResult,
+    MembershipRead,
+    Page,
+    PullRequest,
+    TargetRef,
+    TargetSpec,
+)
+from connectors.errors import RetriableAPIError, TargetConflict
 
 BASE_TIME = dt.datetime(2026, 1, 1)
 
 
 class Crash(RuntimeError):
     """Stands in for the process dying mid-apply."""
+
+
+class LostAnswer(RetriableAPIError):
+    """The CRM applied the write, but its answer never arrived (retries exhausted)."""
 
 
 @dataclass
@@ -40,6 +56,15 @@ class FakeConnector:
     max_field_batch: int = 2
     field_options: list[str] = field(default_factory=list)
     field_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Write calls after this many apply/field calls are applied, then their answer is lost.
+    lose_after_calls: int | None = None
+    lose_calls: int = 1
+    #: Ids applied as asked but reported unknown (the answer did not prove them).
+    unproven: set[str] = field(default_factory=set)
+    #: Ids the CRM does not know: adds and field writes of them report ``gone``.
+    missing: set[str] = field(default_factory=set)
+    #: Merges (loser -> survivor) the next contacts pull reports.
+    merged: dict[str, str] = field(default_factory=dict)
 
     # -- test helpers ----------------------------------------------------------------
     def put_contact(self, crm_id: str, **props: object) -> None:
@@ -51,6 +76,28 @@ class FakeConnector:
     def write_calls(self) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
         return [c for c in self.calls if c[0] in ("apply", "create", "rename", "field",
                                                    "field-options")]
+
+    def merge(self, loser: str, survivor: str, *, move_memberships: bool = True) -> None:
+        """What a CRM merge does: the loser disappears (its events follow the survivor,
+        which is modified), and its list memberships move to the survivor or are dropped."""
+        del self.contacts[loser]
+        for event in self.events:
+            if event["_contact_id"] == loser:
+                event["_contact_id"] = survivor
+        for members in self.lists.values():
+            if loser in members:
+                members.discard(loser)
+                if move_memberships:
+                    members.add(survivor)
+        self.merged[loser] = survivor
+        self.put_contact(survivor)
+
+    def _write_call(self, kind: str) -> None:
+        """Raise ``LostAnswer`` after the write took effect, when so scripted."""
+        done = sum(1 for c in self.calls if c[0] in ("apply", "field"))
+        start = self.lose_after_calls
+        if start is not None and start < done <= start + self.lose_calls:
+            raise LostAnswer(f"{kind}: connection reset after the CRM committed")
 
     # -- Connector -------------------------------------------------------------------
     def check(self) -> list[str]:
@@ -96,7 +143,10 @@ class FakeConnector:
             frame = pd.DataFrame(columns=["_crm_id", "_modified_at", *sorted(request.fields)])
         marks = [r["_modified_at"] for r in records.values()]
         watermark = max(marks).isoformat() if marks else None  # type: ignore[type-var]
-        return Page(frame, watermark, present_ids=frozenset(records))
+        merged = dict(self.merged) if contact else {}
+        if contact:
+            self.merged.clear()
+        return Page(frame, watermark, merged=merged, present_ids=frozenset(records))
 
     def ensure_target(self, spec: TargetSpec, current: TargetRef | None, adopt: bool) -> TargetRef:
         if current is None:
@@ -120,10 +170,15 @@ class FakeConnector:
             raise Crash("process killed")
         self.calls.append(("apply", target.target_id, batch.adds, batch.removes))
         failed = {i: self.reject[i] for i in batch.adds + batch.removes if i in self.reject}
+        gone = frozenset(i for i in batch.adds + batch.removes
+                         if i in self.missing and i not in failed)
         members = self.lists[target.target_id]
-        members |= {i for i in batch.adds if i not in failed}
+        members |= {i for i in batch.adds if i not in failed and i not in gone}
         members -= {i for i in batch.removes if i not in failed}
-        return BatchResult(failed=failed, api_calls=1)
+        self._write_call("apply")
+        unknown = {i: "207 without ids" for i in batch.adds + batch.removes
+                   if i in self.unproven and i not in failed}
+        return BatchResult(failed=failed, api_calls=1, unknown=unknown, gone=gone)
 
     def members(self, target: TargetRef) -> Iterator[str]:
         yield from sorted(self.lists[target.target_id])
@@ -138,11 +193,14 @@ class FakeConnector:
     def write_field(self, updates) -> BatchResult:  # type: ignore[no-untyped-def]
         self.calls.append(("field", "", tuple(sorted(updates)), ()))
         failed = {i: self.reject[i] for i in updates if i in self.reject}
+        gone = frozenset(i for i in updates if i in self.missing and i not in failed)
         for crm_id, names in updates.items():
-            if crm_id not in failed:
+            if crm_id not in failed and crm_id not in gone:
                 assert set(names) <= set(self.field_options), names
                 self.field_values[crm_id] = tuple(names)
-        return BatchResult(failed=failed, api_calls=1)
+        self._write_call("field")
+        unknown = {i: "207 without ids" for i in updates if i in self.unproven and i not in failed}
+        return BatchResult(failed=failed, api_calls=1, unknown=unknown, gone=gone)
 
     def delete_target(self, target: TargetRef) -> None:
         self.calls.append(("delete", target.target_id, (), ()))
@@ -155,3 +213,20 @@ class FakeConnector:
     def list_named(self, name: str) -> set[str]:
         (target_id,) = [i for i, n in self.names.items() if n == name]
         return self.lists[target_id]
+
+
+@dataclass
+class ReadingFakeConnector(FakeConnector):
+    """The fake with the optional :class:`connectors.base.MembershipReader` capability."""
+
+    max_read_batch: int = 100
+
+    def read_memberships(self, targets, record_ids) -> MembershipRead:  # type: ignore[no-untyped-def]
+        ids = list(record_ids)
+        calls = -(-len(ids) // self.max_read_batch)
+        for start in range(0, len(ids), self.max_read_batch):
+            self.calls.append(("read", "", tuple(ids[start:start + self.max_read_batch]), ()))
+        present = frozenset((t.target_id, i) for t in targets for i in ids
+                            if i in self.lists.get(t.target_id, set()))
+        gone = frozenset(i for i in ids if i in self.missing)
+        return MembershipRead(present, frozenset(ids) - gone, gone, api_calls=calls)

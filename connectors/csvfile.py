@@ -19,19 +19,29 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
+from connectors.base import (
+    Batch,
+    BatchResult,
+    MembershipRead,
+    Page,
+    PullRequest,
+    TargetRef,
+    TargetSpec,
+)
 from connectors.errors import ConnectorError, CrmDataError, TargetConflict
 from segment_rules.tables import TableReader
 
 __all__ = ["SETTINGS_KEYS", "CsvConnector", "CsvSettings", "parse_settings"]
 
 PAGE_ROWS = 10_000
+#: Records one membership read covers: all of them (the list files are local).
+READ_BATCH = 1_000_000
 #: CRMs cap text properties at about this length (HubSpot: 65,536); longer is broken data.
 MAX_VALUE_LENGTH = 65_536
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -153,6 +163,8 @@ def _atomic_write(path: Path, frame: pd.DataFrame) -> None:
 
 class CsvConnector:
     """Reads CRM export files and writes memberships as CSV files."""
+
+    max_read_batch = READ_BATCH
 
     def __init__(self, settings: CsvSettings) -> None:
         self.settings = settings
@@ -289,6 +301,16 @@ class CsvConnector:
         file = self._list_file(target.target_id)
         if file.exists():
             yield from pd.read_csv(file, dtype=str, keep_default_na=False)["contact_id"]
+
+    def read_memberships(
+        self, targets: Sequence[TargetRef], record_ids: Sequence[str]
+    ) -> MembershipRead:
+        """Settle unknown memberships (a run killed between writing a list file and
+        recording it) from the list files themselves: one read per file."""
+        wanted = set(record_ids)
+        present = frozenset((t.target_id, i) for t in targets
+                            for i in self.members(t) if i in wanted)
+        return MembershipRead(present, frozenset(wanted), api_calls=0)
 
     def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
         current = set(self.members(target))

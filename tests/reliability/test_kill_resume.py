@@ -167,3 +167,37 @@ def run_process_wait(config: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "sync", "sync", "--wait", "120", "--config", str(config), *AS_OF],
         capture_output=True, text=True, timeout=150, check=False,
     )
+
+
+def test_a_batch_killed_between_send_and_record_is_settled_when_its_people_leave(
+    small_data: Path, tmp_path: Path
+) -> None:
+    """The batch reached the CRM, the process died before recording it; then those people
+    leave every segment. The rerun must take them out again: their state was unknown,
+    never assumed absent."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for file in small_data.iterdir():
+        (data / file.name).write_bytes(file.read_bytes())
+    root = tmp_path / "killed"
+    config = make_config(root, data)
+    killed = run_process(config, SEGSYNC_KILL_AT="apply.sent:3")
+    assert killed.returncode == -signal.SIGKILL
+    with Store.open(root / "segsync-demo.duckdb") as store:
+        unknown = {p.crm_id for p in store.unknown_pairs()}
+    assert unknown, "the killed batch must be recorded as sent but unproven"
+    lists = root / "segsync-out" / "lists"
+    written = {i for f in lists.glob("*.csv") for i in f.read_text().split()}
+    assert unknown <= written  # it did reach the "CRM"
+
+    contacts = pd.read_csv(data / "contacts.csv", dtype=str, keep_default_na=False)
+    contacts[~contacts["id"].isin(unknown)].to_csv(data / "contacts.csv", index=False)
+    rerun = run_process(config)
+    assert rerun.returncode == 0, rerun.stderr
+
+    fresh = tmp_path / "reference"
+    reference = run_process(make_config(fresh, data))
+    assert reference.returncode == 0, reference.stderr
+    assert crm_state(root) == crm_state(fresh)
+    with Store.open(root / "segsync-demo.duckdb") as store:
+        assert store.unknown_pairs() == []

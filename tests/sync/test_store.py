@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import Page
 from sync.errors import StoreError
-from sync.store import Store, contact_key
+from sync.store import SCHEMA_VERSION, Store, contact_key
 
 T0 = dt.datetime(2026, 1, 1)
 
@@ -105,3 +105,17 @@ def test_contact_keys_are_stable_and_distinct() -> None:
     assert len(keys) == 50_000
     assert contact_key("0031x00000AbCdE") == contact_key("0031x00000AbCdE")
     assert all(0 <= k < 2**63 for k in keys)
+
+
+def test_a_schema_1_store_gains_the_unknown_tables_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with Store.open(path) as store:
+        store.conn.execute("INSERT INTO applied VALUES (1, 7, 'c7')")
+        store.conn.execute("DROP TABLE unknown")
+        store.conn.execute("DROP TABLE field_unknown")
+        store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with Store.open(path) as store:
+        assert store.meta("schema_version") == str(SCHEMA_VERSION)
+        assert store.unknown_pairs() == []
+        assert store.unknown_counts() == {}
+        assert store.conn.execute("SELECT crm_id FROM applied").fetchall() == [("c7",)]

@@ -19,6 +19,8 @@ from connectors.hubspot import settings as hubspot_settings
 from connectors.salesforce import settings as salesforce_settings
 from segment_rules.tables import TableReader
 
+__segsync_package__ = True
+
 __all__ = ["CONNECTOR_TYPES", "Connector", "ConnectorType", "create"]
 
 

@@ -17,6 +17,8 @@ from segment_rules.evaluate import (
 from segment_rules.parse import Rules, parse_rules, parse_segments
 from segment_rules.schema import PerValueGenerator, Segment
 
+__segsync_package__ = True
+
 __all__ = [
     "PerValueGenerator",
     "Problem",

@@ -1,5 +1,5 @@
-"""``python -m sync`` runs the segsync CLI."""
+"""``python -m sync`` runs the segsync CLI (after the same package check as ``segsync``)."""
 
-from sync.cli import main
+from sync.entry import main
 
 raise SystemExit(main())

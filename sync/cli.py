@@ -19,22 +19,20 @@ import traceback
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from connectors import create
-from connectors.base import Connector
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
 from segment_rules import requirements
 from segment_rules.errors import RuleError, did_you_mean
 from segment_rules.explain import explain_contacts, render
-from sync.alerts import AlertSettings, RunSummary, describe_settings, notify, summarize
+from sync.alerts import describe_settings
+from sync.app import alert_unstarted, open_store, sync_once
 from sync.compute import expand_segments
 from sync.config import Config, load_config
-from sync.engine import SyncOutcome, run_plan, run_pull, run_sync, utc_now
+from sync.engine import run_plan, run_pull, utc_now
 from sync.errors import ConfigError, SegsyncError, StoreLocked
 from sync.forget import deleter, forget, orphans, prune
-from sync.lock import store_lock
 from sync.log import Progress, setup_logging
 from sync.output import (
     plan_json,
@@ -78,24 +76,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(Path(args.config))
 
 
-def _open(config: Config, args: argparse.Namespace) -> tuple[Store, Callable[[], None]]:
-    """Take the store lock, then open the store; the returned callable releases both."""
-    wait = args.wait if args.wait is not None else config.sync.lock_wait_seconds
-    lock = store_lock(config.store.path, wait)
-    lock.__enter__()
-    try:
-        store = Store.open(config.store.path, config.store.memory_limit)
-    except BaseException:
-        lock.__exit__(None, None, None)
-        raise
-
-    def close() -> None:
-        store.close()
-        lock.__exit__(None, None, None)
-
-    return store, close
-
-
 def _timestamp(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text)
@@ -127,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"Config {config.source}: OK, {len(config.segments)} segment(s)")
     for line in create(config.crm).check():
         print(f"CRM: {line}")
-    alerts = _alert_settings(config)
+    alerts = config.alerts
     if alerts is not None:
         env = alerts.webhook_url_env
         state = "set" if os.environ.get(env, "").strip() else "NOT SET: no alert can be sent"
@@ -143,12 +123,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     config = _config(args)
     connector = create(config.crm)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         result = run_pull(config, connector, store, full=args.full, force=args.force,
                           progress=Progress(), clock=_clock(args))
-    finally:
-        close()
     pulled = ", ".join(f"{k} {v}" for k, v in result.records.items())
     print(f"Pulled: {pulled}")
     return OK
@@ -156,16 +133,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         connector = create(config.crm)
         if not args.no_pull:
             run_pull(config, connector, store, progress=Progress(), clock=_clock(args))
         plan = run_plan(config, store, force=args.force, connector=connector, clock=_clock(args))
         view = plan_view(store, plan, connector, config.name_prefix,
                          daily_budget=args.daily_budget)
-    finally:
-        close()
     if args.format == "json":
         print(json.dumps(plan_json(view), indent=2))
     elif args.format == "markdown":
@@ -180,16 +154,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     config = _config(args)
     connector = create(config.crm)
     started = time.monotonic()
-    store, close = _open(config, args)
-    try:
-        outcome = _sync_alerting(
-            config, connector, store, None if args.dry_run else _alert_settings(config),
-            dry_run=args.dry_run, full=args.full, force=args.force,
-            progress=Progress(), on_plan=lambda plan: print(render_plan(plan), flush=True),
-            reconcile_first=args.reconcile, clock=_clock(args),
-        )
-    finally:
-        close()
+    outcome = sync_once(
+        config, connector=connector, wait=args.wait, dry_run=args.dry_run, full=args.full,
+        force=args.force, progress=Progress(),
+        on_plan=lambda plan: print(render_plan(plan), flush=True),
+        reconcile_first=args.reconcile, clock=_clock(args),
+    )
     if outcome.applied is None:
         print("Dry run: nothing was written to the CRM.")
         return GUARD if outcome.plan.blocked else OK
@@ -205,8 +175,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         # Plan over the store as it is: failed records count only while still needed.
         plan, problem = _plan_if_possible(config, store, _clock(args))
         if plan is not None:
@@ -219,8 +188,6 @@ def cmd_status(args: argparse.Namespace) -> int:
                              schedule=_schedule_line(config),
                              pending=(plan.adds, plan.removes) if plan else None,
                              unknown=store.unknown_counts())
-    finally:
-        close()
     print(text)
     if problem:
         print(f"Pending changes not computed: {problem}")
@@ -255,63 +222,19 @@ def _schedule_line(config: Config) -> str | None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     config = _config(args)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         segments = expand_segments(store, config.segments, config.per_value)
         keys = {s.key for s in segments}
         if args.segment and args.segment not in keys:
             hint = did_you_mean(args.segment, keys)
             raise SegsyncError(f"no segment {args.segment!r}" + (f" ({hint})" if hint else ""))
         found = explain_contacts(store.conn, segments, [args.contact], _clock(args)())
-    finally:
-        close()
     if args.contact not in found:
         raise SegsyncError(f"contact {args.contact!r} is not in the store (use the CRM's record "
                            "id, and run `segsync pull` first)")
     shown = [e for e in found[args.contact] if not args.segment or e.segment.key == args.segment]
     print(render(args.contact, shown))
     return OK
-
-
-def _alert_settings(config: Config) -> AlertSettings | None:
-    """The parsed ``[alerts]`` table (``Config.alerts``), when the config has one."""
-    settings = getattr(config, "alerts", None)
-    return settings if isinstance(settings, AlertSettings) else None
-
-
-def _sync_alerting(config: Config, connector: Connector, store: Store,
-                   alerts: AlertSettings | None, **options: Any) -> SyncOutcome:
-    """``run_sync``, then tell the alert webhook what changed (failures included)."""
-    label = config.source.name
-    try:
-        outcome = run_sync(config, connector, store, **options)
-    except Exception as exc:
-        if alerts is not None:
-            runs = store.recent_runs(1)
-            run_id = runs[0]["run_id"] if runs and runs[0]["command"] == "sync" else None
-            notify(store, alerts, RunSummary(run_id if isinstance(run_id, int) else None,
-                                             "failed", scrub(str(exc)) or type(exc).__name__),
-                   label)
-        raise
-    if alerts is not None and outcome.applied is not None:
-        notify(store, alerts, summarize(outcome), label)
-    return outcome
-
-
-def _alert_unstarted(config: Config, args: argparse.Namespace, exc: Exception) -> None:
-    """A scheduled run that failed before it could open the store still alerts."""
-    alerts = _alert_settings(config)
-    if alerts is None:
-        return
-    try:
-        store, close = _open(config, args)
-    except Exception:
-        return
-    try:
-        notify(store, alerts, RunSummary(None, "failed", scrub(str(exc)) or type(exc).__name__),
-               config.source.name)
-    finally:
-        close()
 
 
 def _scheduled_sync(args: argparse.Namespace, last_good: list[Config]) -> None:
@@ -321,22 +244,18 @@ def _scheduled_sync(args: argparse.Namespace, last_good: list[Config]) -> None:
         config = _config(args)
         connector = create(config.crm)
     except Exception as exc:
-        _alert_unstarted(last_good[0], args, exc)
+        alert_unstarted(last_good[0], exc, args.wait)
         raise
     last_good[0] = config
     try:
-        store, close = _open(config, args)
+        outcome = sync_once(config, connector=connector, wait=args.wait, progress=Progress())
     except StoreLocked as exc:
         log.warning("skipped this run: %s", exc)
         return
-    try:
-        outcome = _sync_alerting(config, connector, store, _alert_settings(config),
-                                 progress=Progress())
-    finally:
-        close()
     if outcome.applied is not None:
         for line in render_result(outcome.applied, outcome.status, outcome.run_id,
-                                  time.monotonic() - started).splitlines():
+                                  time.monotonic() - started, resolution=outcome.resolution,
+                                  unknown_left=outcome.unknown_left).splitlines():
             log.info("%s", line.strip())
     for change in outcome.plan.blocked:
         log.warning("safety guard: %s %s", change.key, change.blocked)
@@ -359,8 +278,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     config = _config(args)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         # Failed records are listed while the plan still needs them (when it can be made).
         plan, problem = _plan_if_possible(config, store, _clock(args))
         if problem:
@@ -371,8 +289,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             segments = list(config.segments)
         data = collect(store, segments, config.source.name, now=_clock(args)(), runs=args.runs,
                        planned=plan is not None)
-    finally:
-        close()
     path = Path(args.html)
     try:
         write_report(path, render_html(data))
@@ -385,11 +301,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     config = _config(args)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         result = forget(store, args.contact)
-    finally:
-        close()
     counts = result.counts
     if result.found:
         erased = ", ".join(f"{n} {kind}" for kind, n in counts.items()
@@ -411,8 +324,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     config = _config(args)
     connector = create(config.crm)
-    store, close = _open(config, args)
-    try:
+    with open_store(config, args.wait) as store:
         segments = expand_segments(store, config.segments, config.per_value)
         found = orphans(store, (s.key for s in segments))
         if not found:
@@ -439,8 +351,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
                 return OK
         done = prune(store, target_deleter, deletable)
         connector.finish()
-    finally:
-        close()
     print(f"Deleted {len(done)} list(s)/campaign(s): {', '.join(done)}")
     return OK
 

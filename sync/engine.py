@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from connectors.base import BudgetAware, Connector
-from connectors.redact import scrub
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
 from sync.compute import compute_plan, diff_plan, plan_field
@@ -23,6 +22,7 @@ from sync.log import Progress
 from sync.plan import Plan
 from sync.pull import PullResult, pull_all
 from sync.resolve import Resolution, resolve_unknowns
+from sync.runs import RunStatus, recording_run
 from sync.store import Store
 
 __all__ = ["Clock", "SyncOutcome", "reconcile", "run_plan", "run_pull", "run_sync",
@@ -68,13 +68,9 @@ def run_pull(
     config: Config, connector: Connector, store: Store, *, full: bool = False,
     force: bool = False, clock: Clock = utc_now, progress: Progress | None = None,
 ) -> PullResult:
-    run_id = store.start_run("pull")
-    try:
+    with recording_run(store, "pull", connector.api_usage) as run:
         result = _pull(config, connector, store, clock, full, force, progress)
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {}, scrub(str(exc)) or type(exc).__name__)
-        raise
-    store.finish_run(run_id, "ok", {"pulled": result.total}, "", _usage(connector))
+        run.counts["pulled"] = result.total
     return result
 
 
@@ -122,10 +118,10 @@ def run_sync(
     reconcile_first: bool = False,
 ) -> SyncOutcome:
     """One complete sync run; the run row records how it ended, even when it raises."""
-    run_id = store.start_run("sync --dry-run" if dry_run else "sync")
-    pulled: PullResult | None = None
-    try:
+    with recording_run(store, "sync --dry-run" if dry_run else "sync",
+                       connector.api_usage) as run:
         pulled = _pull(config, connector, store, clock, full, force, progress)
+        run.counts["pulled"] = pulled.total
         drift = reconcile(config, connector, store) if reconcile_first else ()
         checkpoint("compute.start")
         plan = replace(run_plan(config, store, force=force, clock=clock, connector=connector),
@@ -139,40 +135,33 @@ def run_sync(
         if on_plan:
             on_plan(plan)
         if dry_run:
-            store.finish_run(run_id, "dry-run", {"pulled": pulled.total}, "",
-                             connector.api_usage())
-            return SyncOutcome(plan, pulled, None, run_id, "dry-run", resolution)
+            run.status = RunStatus.DRY_RUN
+            return SyncOutcome(plan, pulled, None, run.run_id, run.status, resolution)
         _check_budget(connector, plan, store)
-        applied = apply_plan(store, connector, plan, run_id, config.name_prefix,
+        applied = apply_plan(store, connector, plan, run.run_id, config.name_prefix,
                              progress.applied if progress else None,
                              lists=writes_lists(connector))
         writer = field_writer(connector)
         if writer is not None and plan.blocked:
             log.warning("field not written: a segment is held back by the safety guard")
         elif writer is not None and plan.field_updates:
-            _, field_failed, field_unknown = apply_field(store, writer, plan.expanded, run_id)
+            _, field_failed, field_unknown = apply_field(store, writer, plan.expanded,
+                                                         run.run_id)
             applied.failed += field_failed
             applied.unknown += field_unknown
         if progress:
             progress.done()
-    except BaseException as exc:
-        counts = {"pulled": pulled.total} if pulled else {}
-        store.finish_run(run_id, "failed", counts, scrub(str(exc)) or type(exc).__name__,
-                         _usage(connector))
-        raise
-    left = unknown_left(store, plan, connector)
-    status = "partial" if applied.failed or left else "blocked" if plan.blocked else "ok"
-    notes = [f"{s.key}: {s.blocked}" for s in plan.blocked]
-    if left:
-        notes.append(f"{left} membership(s)/field value(s) whose outcome the CRM did not "
-                     "prove; the next run settles them")
-    store.finish_run(
-        run_id, status,
-        {"pulled": pulled.total, "adds": applied.adds, "removes": applied.removes,
-         "failed": applied.failed, "api_calls": applied.api_calls},
-        "; ".join(notes), _usage(connector),
-    )
-    return SyncOutcome(plan, pulled, applied, run_id, status, resolution, left)
+        left = unknown_left(store, plan, connector)
+        run.status = (RunStatus.PARTIAL if applied.failed or left
+                      else RunStatus.BLOCKED if plan.blocked else RunStatus.OK)
+        notes = [f"{s.key}: {s.blocked}" for s in plan.blocked]
+        if left:
+            notes.append(f"{left} membership(s)/field value(s) whose outcome the CRM did not "
+                         "prove; the next run settles them")
+        run.message = "; ".join(notes)
+        run.counts.update(adds=applied.adds, removes=applied.removes, failed=applied.failed,
+                          api_calls=applied.api_calls)
+        return SyncOutcome(plan, pulled, applied, run.run_id, run.status, resolution, left)
 
 
 def unknown_left(store: Store, plan: Plan, connector: Connector) -> int:
@@ -205,10 +194,3 @@ def _check_budget(connector: Connector, plan: Plan, store: Store) -> None:
         if not change.blocked and not change.store_only and (change.changed or change.key not in owned)
     )
     connector.check_budget(planned)
-
-
-def _usage(connector: Connector) -> dict[str, int]:
-    try:
-        return dict(connector.api_usage())
-    except Exception:  # usage is informational; never let it mask the run's outcome
-        return {}

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from connectors.base import Connector, TargetDeleter
-from connectors.redact import scrub
 from sync.errors import SegsyncError
+from sync.runs import recording_run
 from sync.store import Store, TargetRow
 
 __all__ = ["SALT_KEY", "ForgetResult", "Orphan", "forget", "orphans", "prune", "pseudonym"]
@@ -63,21 +63,19 @@ def forget(store: Store, crm_id: str) -> ForgetResult:
     if not crm_id.strip():
         raise SegsyncError("give the contact's CRM record id")
     token = pseudonym(_salt(store), crm_id)
-    run_id = store.start_run("forget")
-    try:
+    with recording_run(store, "forget") as run:
         counts = store.forget_contact(crm_id, token)
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {}, type(exc).__name__)
-        raise
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO changes VALUES (?, '(forget)', NULL, ?, 'forget', 'ok', NULL, ?)",
-            [run_id, token, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
-        previous = conn.execute("SELECT value FROM meta WHERE key = ?", [COUNT_KEY]).fetchone()
-        total = int(previous[0]) + 1 if previous else 1
-        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [COUNT_KEY, str(total)])
-    summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing stored"
-    store.finish_run(run_id, "ok", {}, f"erased one contact (request {total}): {summary}")
+        run_id = run.run_id
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO changes VALUES (?, '(forget)', NULL, ?, 'forget', 'ok', NULL, ?)",
+                [run_id, token, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
+            previous = conn.execute("SELECT value FROM meta WHERE key = ?",
+                                    [COUNT_KEY]).fetchone()
+            total = int(previous[0]) + 1 if previous else 1
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [COUNT_KEY, str(total)])
+        summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing stored"
+        run.message = f"erased one contact (request {total}): {summary}"
     # Deleted rows can linger in the file's free blocks and the WAL until a checkpoint.
     store.conn.execute("FORCE CHECKPOINT")
     return ForgetResult(run_id, token, counts)
@@ -111,30 +109,17 @@ def prune(store: Store, connector: TargetDeleter, found: Iterable[Orphan]) -> li
     A target still being created when a run stopped (no id recorded) cannot be deleted by
     id and is skipped.
     """
-    run_id = store.start_run("prune")
     done: list[str] = []
-    members = 0
-    try:
+    usage = getattr(connector, "api_usage", None)
+    with recording_run(store, "prune", usage if callable(usage) else None) as run:
+        run.message = "deleted nothing"
         for orphan in found:
             ref = orphan.row.ref
             if ref is None:
                 continue
             connector.delete_target(ref)
-            members += store.drop_target(orphan.row.segment_key)
+            run.counts["removes"] = (run.counts.get("removes", 0)
+                                     + store.drop_target(orphan.row.segment_key))
             done.append(orphan.row.segment_key)
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {"removes": members},
-                         scrub(f"deleted {', '.join(done) or 'nothing'}, then: "
-                               f"{type(exc).__name__}: {exc}"), _usage(connector))
-        raise
-    store.finish_run(run_id, "ok", {"removes": members},
-                     "deleted " + (", ".join(done) or "nothing"), _usage(connector))
+            run.message = "deleted " + ", ".join(done)
     return done
-
-
-def _usage(connector: object) -> dict[str, int]:
-    usage = getattr(connector, "api_usage", None)
-    try:
-        return dict(usage()) if callable(usage) else {}
-    except Exception:
-        return {}

@@ -176,7 +176,12 @@ path = "store.duckdb"
 [[segment]]
 key = "promoters"
 all = [{ field = "nps_score", op = "gte", value = 9 }]
+[alerts]
+webhook_url_env = "SEGSYNC_TEST_WEBHOOK"
+partial_failure_threshold = 0.1
 """
+#: CONFIG's alerts plus size changes: the same triggers as SETTINGS.
+CONFIG_SIZES = CONFIG + "size_change_fraction = 0.5\n"
 
 
 @responses.activate
@@ -190,8 +195,6 @@ def test_sync_command_alerts_on_partial_failure_once_then_recovers(
         crm.put_contact(str(i), nps_score=10)
     crm.reject = {"3": "INVALID_EMAIL", "4": "INVALID_EMAIL"}
     monkeypatch.setattr(sync.cli, "create", lambda settings: crm)
-    no_sizes = AlertSettings("SEGSYNC_TEST_WEBHOOK", partial_failure_threshold=0.1)
-    monkeypatch.setattr(sync.cli, "_alert_settings", lambda config: no_sizes)
     config = tmp_path / "segsync.toml"
     config.write_text(CONFIG, encoding="utf-8")
     assert main(["sync", "--config", str(config)]) == 5
@@ -220,9 +223,8 @@ def test_sync_command_alerts_when_the_run_fails(
     crm.put_contact("1", nps_score=10)
     crm.crash_after_calls = 0
     monkeypatch.setattr(sync.cli, "create", lambda settings: crm)
-    monkeypatch.setattr(sync.cli, "_alert_settings", lambda config: SETTINGS)
     config = tmp_path / "segsync.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG_SIZES, encoding="utf-8")
     caplog.set_level(logging.WARNING)
     assert main(["sync", "--config", str(config)]) == 1
     assert "Error: internal error (Crash)" in capsys.readouterr().err
@@ -234,9 +236,8 @@ def test_check_shows_the_alert_settings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sync.cli, "create", lambda settings: FakeConnector())
-    monkeypatch.setattr(sync.cli, "_alert_settings", lambda config: SETTINGS)
     config = tmp_path / "segsync.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(CONFIG_SIZES, encoding="utf-8")
     assert main(["check", "--config", str(config)]) == 0
     assert ("Alerts: to the webhook in $SEGSYNC_TEST_WEBHOOK (NOT SET: no alert can be sent) on "
             "run failures, safety guard trips, partial failures above 10%, size changes above "

@@ -127,7 +127,7 @@ def generate(path: Path, contacts: int) -> None:
     ids = [str(100_000 + i) for i in range(contacts)]
     keys = pd.DataFrame({"idx": range(contacts), "crm_id": ids, "cid": contact_keys(ids)})
     with Store.open(path) as store:
-        conn = store.conn
+        conn = store._conn  # synthetic rows go straight into the store's tables
         conn.execute("SELECT setseed(0.42)")
         fields = ["country", "city", "age", "income_band", "lifecycle_stage", "nps_score",
                   "interests", "created_at", "postal_code"]

@@ -53,10 +53,10 @@ def sync_once(
         except Exception as exc:
             if settings is not None:
                 runs = store.recent_runs(1)
-                run_id = runs[0]["run_id"] if runs and runs[0]["command"] == "sync" else None
-                notify(store, settings,
-                       RunSummary(run_id if isinstance(run_id, int) else None, "failed",
-                                  scrub(str(exc)) or type(exc).__name__), config.source.name)
+                run_id = runs[0].run_id if runs and runs[0].command == "sync" else None
+                notify(store, settings, RunSummary(run_id, "failed",
+                                                   scrub(str(exc)) or type(exc).__name__),
+                       config.source.name)
             raise
         if settings is not None and outcome.applied is not None:
             notify(store, settings, summarize(outcome), config.source.name)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from connectors.base import BatchResult, Connector, TargetRef, TargetSpec
 from connectors.errors import TargetConflict
-from sync.compute import planned_ids
 from sync.failpoints import checkpoint
 from sync.plan import Plan, make_batches
 from sync.store import Store
@@ -83,8 +82,9 @@ def apply_plan(
             store.record_segment_run(run_id, change.key, change.before, 0, 0, 0, "blocked")
             continue
         failed = 0
-        adds = planned_ids(store, "plan_adds", sid)
-        removes = planned_ids(store, "plan_removes", sid)
+        assert plan.tables is not None
+        adds = store.planned_ids(plan.tables, "adds", sid)
+        removes = store.planned_ids(plan.tables, "removes", sid)
         if change.store_only or not lists:
             store.record_batch(run_id, change.key, sid, adds, removes, BatchResult())
             result.adds += len(adds)

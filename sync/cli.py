@@ -25,7 +25,7 @@ from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
 from segment_rules import requirements
 from segment_rules.errors import RuleError, did_you_mean
-from segment_rules.explain import explain_contacts, render
+from segment_rules.explain import render
 from sync.alerts import describe_settings
 from sync.app import alert_unstarted, open_store, sync_once
 from sync.compute import expand_segments
@@ -182,7 +182,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             orphaned = list(plan.orphans)
         else:
             orphaned = [k for k in store.targets() if not _configured(config, k)]
-        failures = store.retry_queue(planned=plan is not None)
+        failures = store.retry_queue(plan=plan.tables if plan else None)
         text = render_status(store.recent_runs(), store.segment_history(args.runs),
                              failures[:20], orphaned, failures_total=len(failures),
                              schedule=_schedule_line(config),
@@ -228,7 +228,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if args.segment and args.segment not in keys:
             hint = did_you_mean(args.segment, keys)
             raise SegsyncError(f"no segment {args.segment!r}" + (f" ({hint})" if hint else ""))
-        found = explain_contacts(store.conn, segments, [args.contact], _clock(args)())
+        found = store.explain(segments, [args.contact], _clock(args)())
     if args.contact not in found:
         raise SegsyncError(f"contact {args.contact!r} is not in the store (use the CRM's record "
                            "id, and run `segsync pull` first)")
@@ -288,7 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except Exception:
             segments = list(config.segments)
         data = collect(store, segments, config.source.name, now=_clock(args)(), runs=args.runs,
-                       planned=plan is not None)
+                       plan=plan.tables if plan else None)
     path = Path(args.html)
     try:
         write_report(path, render_html(data))

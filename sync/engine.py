@@ -107,7 +107,7 @@ def run_plan(
     plan = compute_plan(store, config.segments, clock(), config.sync, force=force,
                         per_value=config.per_value)
     if connector is not None and field_writer(connector) is not None:
-        plan = replace(plan, field_updates=plan_field(store, plan.expanded))
+        plan = plan_field(store, plan)
     return plan
 
 
@@ -127,9 +127,10 @@ def run_sync(
         plan = replace(run_plan(config, store, force=force, clock=clock, connector=connector),
                        drift=drift)
         resolution = resolve_unknowns(store, connector, plan)
-        if resolution.read:  # what the read settled is no longer written: diff again
+        if resolution.read and plan.tables:  # what the read settled: no longer written
             sizes = {change.key: change.after for change in plan.segments}
-            plan = replace(diff_plan(store, plan.expanded, sizes, config.sync, force=force),
+            plan = replace(diff_plan(store, plan.tables, plan.expanded, sizes, config.sync,
+                                     force=force),
                            drift=drift, field_updates=plan.field_updates)
         checkpoint("compute.done")
         if on_plan:
@@ -145,8 +146,7 @@ def run_sync(
         if writer is not None and plan.blocked:
             log.warning("field not written: a segment is held back by the safety guard")
         elif writer is not None and plan.field_updates:
-            _, field_failed, field_unknown = apply_field(store, writer, plan.expanded,
-                                                         run.run_id)
+            _, field_failed, field_unknown = apply_field(store, writer, plan, run.run_id)
             applied.failed += field_failed
             applied.unknown += field_unknown
         if progress:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 
 from connectors.base import Connector, FieldWriter
-from segment_rules.schema import Segment
+from sync.plan import Plan
 from sync.store import Store
 
 __all__ = ["apply_field", "field_writer", "writes_lists"]
@@ -40,17 +39,18 @@ def _ensure_options(store: Store, writer: FieldWriter, options: list[str]) -> No
 
 
 def apply_field(
-    store: Store, writer: FieldWriter, segments: Sequence[Segment], run_id: int
+    store: Store, writer: FieldWriter, plan: Plan, run_id: int
 ) -> tuple[int, int, int]:
     """Write ``field_plan``; return (contacts written, failed, left unknown).
 
     Each chunk is recorded as intended before it is sent, like membership batches.
     """
-    current = sorted({s.name for s in segments if not s.store_only})
+    current = sorted({s.name for s in plan.expanded if not s.store_only})
     previous = json.loads(store.meta(OPTIONS_KEY) or "[]")
     # Old names stay selectable until no contact holds them any more.
     _ensure_options(store, writer, sorted(set(current) | set(previous)))
-    rows = store.conn.execute("SELECT crm_id, names FROM field_plan ORDER BY crm_id").fetchall()
+    assert plan.tables is not None
+    rows = store.field_plan(plan.tables)
     written = failed = unknown = 0
     size = max(1, writer.max_field_batch)
     for start in range(0, len(rows), size):

@@ -14,7 +14,6 @@ targets segsync created (``connectors.base.TargetDeleter``).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -29,7 +28,6 @@ from sync.store import Store, TargetRow
 __all__ = ["SALT_KEY", "ForgetResult", "Orphan", "forget", "orphans", "prune", "pseudonym"]
 
 SALT_KEY = "forget_salt"
-COUNT_KEY = "forget_count"
 
 
 def _salt(store: Store) -> bytes:
@@ -66,18 +64,11 @@ def forget(store: Store, crm_id: str) -> ForgetResult:
     with recording_run(store, "forget") as run:
         counts = store.forget_contact(crm_id, token)
         run_id = run.run_id
-        with store.transaction() as conn:
-            conn.execute(
-                "INSERT INTO changes VALUES (?, '(forget)', NULL, ?, 'forget', 'ok', NULL, ?)",
-                [run_id, token, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
-            previous = conn.execute("SELECT value FROM meta WHERE key = ?",
-                                    [COUNT_KEY]).fetchone()
-            total = int(previous[0]) + 1 if previous else 1
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [COUNT_KEY, str(total)])
+        total = store.log_erasure(run_id, token)
         summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "nothing stored"
         run.message = f"erased one contact (request {total}): {summary}"
     # Deleted rows can linger in the file's free blocks and the WAL until a checkpoint.
-    store.conn.execute("FORCE CHECKPOINT")
+    store.checkpoint()
     return ForgetResult(run_id, token, counts)
 
 

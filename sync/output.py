@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from sync.apply import ApplyResult
 from sync.plan import Plan
 from sync.planview import PlanView
 from sync.resolve import Resolution
+from sync.store import RunRow
 
 __all__ = ["plan_json", "render_plan", "render_plan_costs", "render_plan_markdown",
            "render_result", "render_status", "sparkline"]
@@ -90,7 +90,7 @@ def _change(first: int, last: int) -> str:
 
 
 def render_status(
-    runs: Sequence[Mapping[str, object]],
+    runs: Sequence[RunRow],
     sizes: Mapping[str, Sequence[int]],
     failures: Sequence[tuple[str, str, str, str]],
     orphans: Sequence[str],
@@ -106,17 +106,16 @@ def render_status(
     else:
         rows = []
         for run in runs:
-            started, finished = run["started_at"], run["finished_at"]
-            took = (f"{(finished - started).total_seconds():.1f} s"  # type: ignore[operator]
-                    if finished and started else "-")
-            rows.append([run["run_id"], run["command"], f"{started:%Y-%m-%d %H:%M:%S}",
-                         took, run["status"], f"+{run['adds'] or 0}/-{run['removes'] or 0}",
-                         run["failed"] or 0, run["api_calls"] or 0, run["message"] or ""])
+            started, finished = run.started_at, run.finished_at
+            took = f"{(finished - started).total_seconds():.1f} s" if finished else "-"
+            rows.append([run.run_id, run.command, f"{started:%Y-%m-%d %H:%M:%S}",
+                         took, run.status, f"+{run.adds}/-{run.removes}",
+                         run.failed, run.api_calls, run.message])
         lines.append(_table(["run", "command", "started (UTC)", "took", "status", "changes",
                              "failed", "api calls", "message"], rows, {0, 6, 7}))
-        usage = _usage(runs[0].get("api_usage"))
+        usage = runs[0].api_usage
         if usage:
-            lines.append(f"  API calls of run {runs[0]['run_id']}: " + ", ".join(
+            lines.append(f"  API calls of run {runs[0].run_id}: " + ", ".join(
                 f"{label} {n}" for label, n in sorted(usage.items())))
     if schedule:
         lines.append(f"Schedule: {schedule}")
@@ -149,16 +148,6 @@ def render_status(
         lines.append("Targets without a configured segment: " + ", ".join(orphans))
         lines.append("  (left in the CRM untouched; `segsync prune` deletes them)")
     return "\n".join(lines)
-
-
-def _usage(raw: object) -> dict[str, int]:
-    if not isinstance(raw, str) or not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 # -- plan for review: text extras, Markdown, JSON ------------------------------------------

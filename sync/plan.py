@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from connectors.base import Batch
 from segment_rules.schema import Segment, SyncMode
+from sync.store import PlanTables
 
 __all__ = ["Plan", "SegmentChange", "guard_reason", "make_batches"]
 
@@ -49,6 +50,8 @@ class Plan:
     drift: tuple[tuple[str, int, int], ...] = ()
     #: Every segment evaluated, per-value blocks expanded (what field mode writes).
     expanded: tuple[Segment, ...] = ()
+    #: The store tables this plan's adds, removes and field values are read from.
+    tables: PlanTables | None = None
 
     @property
     def adds(self) -> int:

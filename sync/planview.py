@@ -1,8 +1,7 @@
 """What a plan means for review: sample contacts entering/leaving and the API calls it costs.
 
-Built right after ``sync.engine.run_plan``, while its ``plan_adds``/``plan_removes`` temp
-tables still exist on the store's connection; rendered by ``sync.output`` as text,
-Markdown (for a pull-request comment) or JSON.
+Built right after ``sync.engine.run_plan`` from the plan's tables in the store; rendered by
+``sync.output`` as text, Markdown (for a pull-request comment) or JSON.
 """
 
 from __future__ import annotations
@@ -52,17 +51,6 @@ class PlanView:
         return self.daily_budget is not None and self.calls > self.daily_budget
 
 
-def _samples(store: Store, sid: int, limit: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    conn = store.conn
-    entering = conn.execute(
-        "SELECT c._crm_id FROM plan_adds p JOIN contacts c ON c._cid = p.cid "
-        "WHERE p.sid = ? ORDER BY c._crm_id LIMIT ?", [sid, limit]).fetchall()
-    leaving = conn.execute(
-        "SELECT crm_id FROM plan_removes WHERE sid = ? ORDER BY crm_id LIMIT ?",
-        [sid, limit]).fetchall()
-    return tuple(str(r[0]) for r in entering), tuple(str(r[0]) for r in leaving)
-
-
 def plan_view(
     store: Store, plan: Plan, connector: Connector, name_prefix: str, *,
     daily_budget: int | None = None, sample: int = SAMPLE_SIZE,
@@ -79,7 +67,8 @@ def plan_view(
     targets = store.targets()
     costs: dict[str, SegmentCost] = {}
     for change in plan.segments:
-        entering, leaving = _samples(store, sids[change.key], sample)
+        entering, leaving = (store.plan_samples(plan.tables, sids[change.key], sample)
+                             if plan.tables is not None else ((), ()))
         batches = target = 0
         if lists and not change.blocked and not change.store_only:
             batches = math.ceil((change.adds + change.removes) / max_batch)

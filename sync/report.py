@@ -23,7 +23,7 @@ from segment_rules.generators import NPS_BUCKETS, RFM_TIERS
 from segment_rules.parse import walk
 from segment_rules.schema import Group, PropertyCondition, RfmCondition, Segment
 from sync import charts
-from sync.store import Store
+from sync.store import PlanTables, RunRow, Store
 
 __all__ = ["ReportData", "collect", "generator_kinds", "render_html", "write_report"]
 
@@ -71,7 +71,7 @@ class ReportData:
     nps: Sequence[TierMix] = ()
     failures: Sequence[tuple[str, str, str, str]] = ()
     failures_total: int = 0
-    runs: Sequence[Mapping[str, object]] = ()
+    runs: Sequence[RunRow] = ()
 
 
 def generator_kinds(segments: Iterable[Segment]) -> dict[str, str]:
@@ -94,57 +94,13 @@ def generator_kinds(segments: Iterable[Segment]) -> dict[str, str]:
     return kinds
 
 
-def _history(store: Store, runs: int) -> tuple[list[tuple[int, dt.datetime]],
-                                               dict[str, list[int | None]]]:
-    rows = store.conn.execute(
-        "SELECT r.run_id, r.started_at FROM runs r WHERE r.run_id IN "
-        "(SELECT DISTINCT run_id FROM segment_runs) ORDER BY r.run_id DESC LIMIT ?", [runs]
-    ).fetchall()
-    order = [(int(r[0]), r[1]) for r in reversed(rows)]
-    position = {run_id: i for i, (run_id, _) in enumerate(order)}
-    history: dict[str, list[int | None]] = {}
-    if not order:
-        return order, history
-    for run_id, key, size in store.conn.execute(
-        "SELECT run_id, segment_key, size FROM segment_runs WHERE run_id >= ? "
-        "ORDER BY run_id", [order[0][0]]
-    ).fetchall():
-        if int(run_id) in position:
-            history.setdefault(str(key), [None] * len(order))[position[int(run_id)]] = int(size)
-    return order, history
-
-
 def _overlap(store: Store, keys: Sequence[str]) -> list[list[int]]:
     index = {k: i for i, k in enumerate(keys)}
     matrix = [[0] * len(keys) for _ in keys]
-    if not keys:
-        return matrix
-    sids = store.segment_ids(keys)
-    marks = ", ".join("?" for _ in keys)
-    ids = [sids[k] for k in keys]
-    rows = store.conn.execute(
-        "SELECT sa.key, sb.key, count(*) FROM applied a "
-        "JOIN applied b ON a.cid = b.cid AND a.sid <= b.sid "
-        "JOIN segments sa ON sa.sid = a.sid JOIN segments sb ON sb.sid = b.sid "
-        f"WHERE a.sid IN ({marks}) AND b.sid IN ({marks}) GROUP BY ALL", [*ids, *ids]
-    ).fetchall()
-    for a, b, n in rows:
-        i, j = index[str(a)], index[str(b)]
-        matrix[i][j] = matrix[j][i] = int(n)
+    for (a, b), n in store.overlap(keys).items():
+        i, j = index[a], index[b]
+        matrix[i][j] = matrix[j][i] = n
     return matrix
-
-
-def _last_changes(store: Store) -> tuple[int | None, list[tuple[str, int, int, int, str]]]:
-    row = store.conn.execute(
-        "SELECT max(run_id) FROM segment_runs WHERE adds > 0 OR removes > 0").fetchone()
-    if row is None or row[0] is None:
-        return None, []
-    run_id = int(row[0])
-    rows = store.conn.execute(
-        "SELECT segment_key, adds, removes, failed, status FROM segment_runs "
-        "WHERE run_id = ? AND (adds > 0 OR removes > 0 OR failed > 0) "
-        "ORDER BY adds + removes DESC, segment_key", [run_id]).fetchall()
-    return run_id, [(str(k), int(a), int(r), int(f), str(s)) for k, a, r, f, s in rows]
 
 
 def _mixes(segments: Sequence[Segment], sizes: Mapping[str, int], kind: str,
@@ -169,23 +125,24 @@ def _mixes(segments: Sequence[Segment], sizes: Mapping[str, int], kind: str,
 
 
 def collect(store: Store, segments: Sequence[Segment], label: str, *,
-            now: dt.datetime, runs: int = HISTORY_RUNS, planned: bool = True) -> ReportData:
+            now: dt.datetime, runs: int = HISTORY_RUNS,
+            plan: PlanTables | None = None) -> ReportData:
     """Everything the page shows, read from the store; ``segments`` as expanded.
 
-    ``planned``: a plan was just computed on this connection (``sync.engine.run_plan``),
-    so failed records are listed only while the plan still needs them.
+    With the current ``plan``'s tables, failed records are listed only while the plan
+    still needs them.
     """
     sizes = store.applied_sizes_by_key()
     names = {s.key: s.name for s in segments}
-    history_runs, history = _history(store, runs)
+    history_runs, history = store.size_history(runs)
     configured = [s.key for s in segments if s.control_of is None]
     overlap_keys = [k for k in configured if sizes.get(k)]
     holdouts = [Holdout(s.control_of, names.get(s.control_of, s.control_of),
                         sizes.get(s.control_of, 0), sizes.get(s.key, 0))
                 for s in segments if s.control_of is not None]
     kinds = generator_kinds(segments)
-    last_run, last_changes = _last_changes(store)
-    failures = store.retry_queue(planned=planned)
+    last_run, last_changes = store.last_changes()
+    failures = store.retry_queue(plan=plan)
     return ReportData(
         label=label, generated_at=now, names=names, sizes=sizes,
         history_runs=history_runs, history=history,
@@ -346,14 +303,14 @@ def _nps_section(data: ReportData) -> str:
 
 
 def _failures_section(data: ReportData) -> str:
-    failed_runs = [r for r in data.runs if r.get("status") in ("failed", "interrupted")]
+    failed_runs = [r for r in data.runs if r.status in ("failed", "interrupted")]
     parts = []
     if failed_runs:
         rows = "".join(
-            f"<tr><td class=num>{_num(r['run_id'])}</td><td>{_num(r['command'])}</td>"
-            f"<td>{r['started_at']:%Y-%m-%d %H:%M}</td>"
-            f"<td class=status-{escape(str(r['status']))}>{_num(r['status'])}</td>"
-            f"<td>{_num(r.get('message'))}</td></tr>" for r in failed_runs)
+            f"<tr><td class=num>{_num(r.run_id)}</td><td>{_num(r.command)}</td>"
+            f"<td>{r.started_at:%Y-%m-%d %H:%M}</td>"
+            f"<td class=status-{escape(r.status)}>{_num(r.status)}</td>"
+            f"<td>{_num(r.message)}</td></tr>" for r in failed_runs)
         parts.append("<h3>Failed runs</h3><table><tr><th class=num>run</th><th>command</th>"
                      f"<th>started (UTC)</th><th>status</th><th>message</th></tr>{rows}</table>")
     if data.failures:
@@ -376,18 +333,18 @@ def _runs_section(data: ReportData) -> str:
         return _section("Last runs", "", _empty("No runs yet."), "runs")
     rows = []
     for r in data.runs:
-        started, finished = r.get("started_at"), r.get("finished_at")
+        started, finished = r.started_at, r.finished_at
         took = (f"{(finished - started).total_seconds():.1f} s"
                 if isinstance(started, dt.datetime) and isinstance(finished, dt.datetime)
                 else "")
         when = f"{started:%Y-%m-%d %H:%M:%S}" if isinstance(started, dt.datetime) else ""
         rows.append(
-            f"<tr><td class=num>{_num(r['run_id'])}</td><td>{_num(r['command'])}</td>"
+            f"<tr><td class=num>{_num(r.run_id)}</td><td>{_num(r.command)}</td>"
             f"<td>{when}</td><td class=num>{took}</td>"
-            f"<td class=status-{escape(str(r['status']))}>{_num(r['status'])}</td>"
-            f"<td class=num>+{_num(r.get('adds') or 0)} / -{_num(r.get('removes') or 0)}</td>"
-            f"<td class=num>{_num(r.get('failed') or 0)}</td>"
-            f"<td class=num>{_num(r.get('api_calls') or 0)}</td></tr>")
+            f"<td class=status-{escape(r.status)}>{_num(r.status)}</td>"
+            f"<td class=num>+{_num(r.adds)} / -{_num(r.removes)}</td>"
+            f"<td class=num>{_num(r.failed)}</td>"
+            f"<td class=num>{_num(r.api_calls)}</td></tr>")
     table = ("<table><tr><th class=num>run</th><th>command</th><th>started (UTC)</th>"
              "<th class=num>took</th><th>status</th><th class=num>changes</th>"
              "<th class=num>failed</th><th class=num>API calls</th></tr>"
@@ -398,7 +355,7 @@ def _runs_section(data: ReportData) -> str:
 def render_html(data: ReportData) -> str:
     total = sum(n for k, n in data.sizes.items() if k in data.names)
     last = data.runs[0] if data.runs else None
-    summary = (f"Last run {last['run_id']} ({last['command']}): {last['status']}"
+    summary = (f"Last run {last.run_id} ({last.command}): {last.status}"
                if last else "No runs yet")
     sections = [_sizes_section(data), _overlap_section(data), _changes_section(data),
                 _holdout_section(data), _rfm_section(data), _nps_section(data),

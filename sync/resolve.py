@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from connectors.base import BudgetAware, Connector, MembershipReader, TargetRef
 from sync.fieldmode import writes_lists
 from sync.plan import Plan, SegmentChange
-from sync.store import Store, UnknownPair
+from sync.store import Store
 
 __all__ = ["Resolution", "WriteCost", "choose", "resolve_unknowns", "write_cost"]
 
@@ -95,8 +95,7 @@ def choose(
 def resolve_unknowns(store: Store, connector: Connector, plan: Plan) -> Resolution:
     """Read the unknown pairs live when that is cheaper than writing them (see above).
 
-    Call right after the plan was computed (it reads the plan's ``plan_unknown`` table);
-    when pairs were read, the caller diffs again so the plan holds only what is left.
+    When pairs were read, the caller diffs again so the plan holds only what is left.
     """
     if not writes_lists(connector):
         return Resolution()
@@ -106,10 +105,10 @@ def resolve_unknowns(store: Store, connector: Connector, plan: Plan) -> Resoluti
         sids[c.key]: c for c in plan.segments
         if not c.store_only and (row := targets.get(c.key)) is not None and row.ref is not None
     }
-    rows = store.conn.execute(
-        "SELECT sid, cid, crm_id, wanted FROM plan_unknown ORDER BY sid, crm_id").fetchall()
-    pairs = [(UnknownPair(int(sid), int(cid), str(crm_id), "", ""), bool(wanted))
-             for sid, cid, crm_id, wanted in rows if int(sid) in written]
+    if plan.tables is None:
+        return Resolution()
+    pairs = [(p, wanted) for p, wanted in store.unknown_in_plan(plan.tables)
+             if p.sid in written]
     if not pairs:
         return Resolution()
     forced = [p for p, wanted in pairs if not wanted and written[p.sid].mode == "add_only"]

@@ -29,6 +29,7 @@ from sync.engine import SyncOutcome, run_sync
 from sync.store import Store
 from tests.connectors.hubspot_helpers import FakeTime
 from tests.emulators.hubspot import Clock, Fault, HubSpotEmulator, RateLimitConfig
+from tests.storeview import sql
 
 TOKEN = "pat-na1-e2e00000-1111-2222-3333-444444444444"
 T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -242,7 +243,7 @@ def test_archive_and_merge_are_reflected(world: World) -> None:
     assert world.lists() == world.expected()
     config = world.config()
     with Store.open(config.store.path) as store:
-        held = {row[0] for row in store.conn.execute("SELECT _crm_id FROM contacts").fetchall()}
+        held = {row[0] for row in sql(store, "SELECT _crm_id FROM contacts").fetchall()}
     assert archived.crm_id not in held
     assert loser.crm_id not in held
     assert survivor.crm_id in held
@@ -383,8 +384,8 @@ def test_the_token_never_appears_in_logs_errors_or_the_store(
     assert "HUBSPOT_TOKEN" in str(caught.value)
     config = world.config()
     with Store.open(config.store.path) as store:
-        dump = repr(store.conn.execute("SELECT * FROM runs").fetchall())
-        dump += repr(store.conn.execute("SELECT * FROM changes").fetchall())
+        dump = repr(sql(store, "SELECT * FROM runs").fetchall())
+        dump += repr(sql(store, "SELECT * FROM changes").fetchall())
     for text in (caplog.text, str(caught.value), dump):
         assert TOKEN not in text
 

@@ -43,6 +43,7 @@ from tests.emulators.salesforce import (
     Fault,
     SalesforceEmulator,
 )
+from tests.storeview import sql
 
 UTC = dt.UTC
 SEGMENTS = """
@@ -282,7 +283,7 @@ def test_changes_deletes_merges_and_conversions_are_reflected(
     }
     assert sf.foreign_writes == []
     with Store.open(tmp_path / "store.duckdb") as store:
-        ids = {r[0] for r in store.conn.execute("SELECT _crm_id FROM contacts").fetchall()}
+        ids = {r[0] for r in sql(store, "SELECT _crm_id FROM contacts").fetchall()}
     assert {c[5], c[6], leads[0]}.isdisjoint(ids)
     assert converted.contact_id in ids
     sf.clock.advance(hours=1)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from sync.cli import main
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.storeview import connection
 
 BASE: dict[str, Any] = tomllib.loads((REPO / "config.example.toml").read_text())
 BASE["crm"]["path"] = str(SAMPLE_DATA)
@@ -222,7 +223,7 @@ def _snapshot(path: Path) -> tuple[object, ...]:
     from sync.store import Store
 
     with Store.open(path) as store:
-        conn = store.conn
+        conn = connection(store)
         return (
             conn.execute("SELECT count(*), sum(hash(_crm_id)) FROM contacts").fetchone(),
             conn.execute("SELECT stream, value, fields FROM watermarks ORDER BY stream").fetchall(),

@@ -48,6 +48,7 @@ from tests.reliability.crm_worlds import (
     seed_salesforce,
     state_problems,
 )
+from tests.storeview import sql
 
 KILLS_PER_CRM = 10
 CRMS = ("hubspot", "salesforce")
@@ -147,7 +148,7 @@ def run_kill(crm: str, point: str | None) -> Outcome:
                 outcome.problems += _resend_problems(crm, config.store.path, first, later)
                 change_log_is_consistent(config.store.path)
                 with Store.open(config.store.path) as store:
-                    statuses = [r["status"] for r in store.recent_runs()]
+                    statuses = [r.status for r in store.recent_runs()]
                 if statuses != ["ok", "interrupted"]:
                     outcome.problems.append(f"run statuses {statuses}")
             outcome.problems += state_problems(_live(crm, emulator), expected)
@@ -170,7 +171,7 @@ def _resend_problems(crm: str, store_path: Path, first: list[Any], later: list[A
     from sync.store import Store
 
     with Store.open(store_path) as store:
-        done = {(str(s), str(c), str(o)) for s, c, o in store.conn.execute(
+        done = {(str(s), str(c), str(o)) for s, c, o in sql(store,
             "SELECT segment_key, crm_id, op FROM changes WHERE run_id = 1 AND result = 'ok'"
         ).fetchall()}
         targets = {key: row.ref.target_id for key, row in store.targets().items()

@@ -53,6 +53,7 @@ from tests.reliability.crm_worlds import (
     seed_salesforce,
     state_problems,
 )
+from tests.storeview import sql
 
 #: Timeout cells: the client gives up after TIMEOUT s; the answer comes after LATE s.
 TIMEOUT, LATE = 0.5, 1.2
@@ -267,7 +268,7 @@ def _timed(inner: Any, fake: Any, sent: list[float]) -> Any:
 
 
 def _applied(store: Any) -> dict[str, set[str]]:
-    rows = store.conn.execute(
+    rows = sql(store,
         "SELECT s.key, a.crm_id FROM applied a JOIN segments s USING (sid)").fetchall()
     found: dict[str, set[str]] = {}
     for key, crm_id in rows:

@@ -23,6 +23,7 @@ import pytest
 from sync.lock import store_lock
 from sync.store import Store
 from tests.conftest import REPO, SAMPLE_DATA
+from tests.storeview import sql
 
 KILLS = 20
 AS_OF = ["--as-of", "2026-11-16T00:00:00"]  # every run sees the same "today"
@@ -72,10 +73,10 @@ def crm_state(root: Path) -> dict[str, object]:
 def change_log_is_consistent(store_path: Path) -> None:
     """Per (segment, contact): ok changes alternate add/remove and end where ``applied`` is."""
     with Store.open(store_path) as store:
-        rows = store.conn.execute(
+        rows = sql(store,
             "SELECT segment_key, crm_id, op FROM changes WHERE result = 'ok' AND segment_key <> '(field)' "
             "ORDER BY run_id, changed_at").fetchall()
-        applied = set(store.conn.execute(
+        applied = set(sql(store,
             "SELECT s.key, a.crm_id FROM applied a JOIN segments s USING (sid)").fetchall())
     history: dict[tuple[str, str], list[str]] = defaultdict(list)
     for segment, crm_id, op in rows:
@@ -135,7 +136,7 @@ def test_killed_runs_converge_on_rerun(reference, small_data: Path, tmp_path: Pa
         assert crm_state(root) == state, point
         change_log_is_consistent(root / "segsync-demo.duckdb")
         with Store.open(root / "segsync-demo.duckdb") as store:
-            statuses = [r["status"] for r in store.recent_runs()]
+            statuses = [r.status for r in store.recent_runs()]
         assert statuses == ["ok", "interrupted"], point
 
 
@@ -157,9 +158,10 @@ def test_a_second_process_waits_or_exits_never_interleaves(small_data: Path, tmp
     assert first.returncode == 0, first_err
     assert second.returncode == 0, second.stderr
     with Store.open(store_path) as store:
-        runs = sorted(store.recent_runs(), key=lambda r: r["run_id"])
-    assert [r["status"] for r in runs] == ["ok", "ok"]
-    assert runs[1]["started_at"] >= runs[0]["finished_at"]
+        runs = sorted(store.recent_runs(), key=lambda r: r.run_id)
+    assert [r.status for r in runs] == ["ok", "ok"]
+    assert runs[0].finished_at is not None
+    assert runs[1].started_at >= runs[0].finished_at
 
 
 def run_process_wait(config: Path) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from sync.config import Config, parse_config
 from sync.engine import run_sync
 from sync.store import Store
 from tests.fakes import Crash, FakeConnector
+from tests.storeview import sql
 
 NOW = dt.datetime(2026, 6, 1)
 
@@ -121,7 +122,7 @@ def test_run_stopped_mid_apply_converges_without_repeating_batches(
     assert crm.list_named("segsync: Berlin") == {"1", "2", "4", "6", "7"}
     assert crm.list_named("segsync: Adults") == {"1", "3", "4", "5", "6", "7"}
     with Store.open(config.store.path) as store:
-        statuses = [r["status"] for r in store.recent_runs()]
+        statuses = [r.status for r in store.recent_runs()]
     assert statuses == ["ok", "failed"]
 
 
@@ -243,7 +244,7 @@ def test_holdout_control_group_is_stored_but_not_written(tmp_path: Path) -> None
     assert len(crm.list_named("segsync: Everyone")) == sizes["everyone"]
     assert "segsync: Everyone (control)" not in crm.names.values()
     with Store.open(config.store.path) as store:
-        stored = store.conn.execute(
+        stored = sql(store,
             "SELECT count(*) FROM applied a JOIN segments s USING (sid) WHERE s.key = 'everyone-control'"
         ).fetchone()
     assert stored == (sizes["everyone-control"],)

@@ -19,6 +19,7 @@ from sync.engine import run_sync
 from sync.forget import SALT_KEY, forget, pseudonym
 from sync.store import Store
 from tests.fakes import BASE_TIME, FakeConnector
+from tests.storeview import sql
 
 NOW = dt.datetime(2026, 6, 1)
 
@@ -60,8 +61,8 @@ def sync_once(config: Config, crm: FakeConnector) -> None:
 
 def dump(store: Store) -> str:
     """Every value in every table, as text: the erased id must appear nowhere."""
-    tables = [r[0] for r in store.conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-    return "\n".join(store.conn.execute(f"SELECT * FROM {t}").df().to_csv() for t in tables)
+    tables = [r[0] for r in sql(store, "SELECT table_name FROM duckdb_tables()").fetchall()]
+    return "\n".join(sql(store, f"SELECT * FROM {t}").df().to_csv() for t in tables)
 
 
 def test_forget_erases_the_person_and_keeps_only_a_salted_hash(tmp_path: Path) -> None:
@@ -81,16 +82,16 @@ def test_forget_erases_the_person_and_keeps_only_a_salted_hash(tmp_path: Path) -
         assert result.counts == {"contacts": 1, "events": 2, "memberships": 2,
                                  "field values": 0, "change-log rows": 4}
         # the change log still counts their rows, under the pseudonym
-        assert store.conn.execute("SELECT count(*) FROM changes WHERE crm_id = ? AND op <> "
+        assert sql(store, "SELECT count(*) FROM changes WHERE crm_id = ? AND op <> "
                                   "'forget'", [result.pseudonym]).fetchone() == (4,)
         # the erasure itself is logged without the id
         run = store.recent_runs(1)[0]
-        assert (run["command"], run["status"]) == ("forget", "ok")
-        assert "1001" not in str(run["message"])
-        assert store.conn.execute("SELECT op FROM changes WHERE run_id = ?",
+        assert (run.command, run.status) == ("forget", "ok")
+        assert "1001" not in run.message
+        assert sql(store, "SELECT op FROM changes WHERE run_id = ?",
                                   [result.run_id]).fetchall() == [("forget",)]
         # other people are untouched; a retry queue never lists an erased person
-        assert store.conn.execute("SELECT count(*) FROM contacts").fetchone() == (2,)
+        assert sql(store, "SELECT count(*) FROM contacts").fetchone() == (2,)
         assert store.retry_queue() == []
         # the salt is made once: a second erasure uses the same one
         again = forget(store, "1002")
@@ -169,7 +170,7 @@ def test_prune_asks_on_a_terminal(
     with Store.open(tmp_path / "store.duckdb") as store:
         assert set(store.targets()) == {"berlin"}
         assert set(store.applied_sizes_by_key()) == {"berlin"}
-        assert store.recent_runs(1)[0]["command"] == "prune"
+        assert store.recent_runs(1)[0].command == "prune"
     assert main(["prune", "--yes", "--config", str(path)]) == 0
     assert "Nothing to prune" in capsys.readouterr().out
 

@@ -16,6 +16,7 @@ from sync.engine import run_plan, run_sync
 from sync.report import collect, generator_kinds, render_html
 from sync.store import Store
 from tests.fakes import BASE_TIME, FakeConnector
+from tests.storeview import sql
 
 NOW = dt.datetime(2026, 6, 1)
 
@@ -108,7 +109,7 @@ def report_data(config: Config):  # type: ignore[no-untyped-def]
         run_plan(config, store, clock=lambda: NOW + dt.timedelta(days=3))
         segments = expand_segments(store, config.segments, config.per_value)
         memberships = {
-            key: {cid for (cid,) in store.conn.execute(
+            key: {cid for (cid,) in sql(store,
                 "SELECT cid FROM applied JOIN segments USING (sid) WHERE key = ?", [key]
             ).fetchall()}
             for key in [s.key for s in segments]
@@ -148,7 +149,7 @@ def test_report_numbers_match_the_store(tmp_path: Path) -> None:
     assert data.last_run == 3
     assert any(removes for _, _, removes, _, _ in data.last_changes)
     with Store.open(config.store.path) as store:
-        failed = store.conn.execute(
+        failed = sql(store,
             "SELECT segment_key, crm_id, op FROM changes WHERE run_id = 3 AND result = 'failed' "
             "ORDER BY segment_key").fetchall()
     assert failed
@@ -184,7 +185,7 @@ def test_report_command_writes_an_owner_only_page(
 
 def test_empty_store_renders_placeholders(tmp_path: Path) -> None:
     store = Store.in_memory()
-    data = collect(store, [], "empty.toml", now=NOW, planned=False)
+    data = collect(store, [], "empty.toml", now=NOW, plan=None)
     page = render_html(data)
     assert "No sync has run yet." in page
     assert "No runs yet." in page

@@ -184,7 +184,7 @@ def test_schedule_command_syncs_on_each_slot_and_keeps_going_after_a_failure(
     assert "scheduled run failed: CRM down for maintenance" in err
     with Store.open(tmp_path / "store.duckdb") as store:
         runs = store.recent_runs()
-    assert [r["status"] for r in runs] == ["ok", "ok"]  # runs 1 and 3; run 2 never started
+    assert [r.status for r in runs] == ["ok", "ok"]  # runs 1 and 3; run 2 never started
     assert crm.list_named("segsync: berlin") == {"1"}
 
 

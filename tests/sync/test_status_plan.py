@@ -142,7 +142,7 @@ def test_plan_text_keeps_its_table_and_adds_the_estimate(
     assert out.startswith("Plan: 2 segment(s), +11 / -0 membership change(s)\n")
     assert "Estimated write calls: 6 (batches of up to 3 ids, 2 list/campaign creation(s)" in out
     with Store.open(tmp_path / "store.duckdb") as store:
-        assert [r["command"] for r in store.recent_runs()] == ["pull"]
+        assert [r.command for r in store.recent_runs()] == ["pull"]
 
 
 def test_status_and_report_work_before_the_first_pull(

@@ -12,6 +12,7 @@ import pytest
 from connectors.base import Page
 from sync.errors import StoreError
 from sync.store import SCHEMA_VERSION, Store, contact_key
+from tests.storeview import sql
 
 T0 = dt.datetime(2026, 1, 1)
 
@@ -32,7 +33,7 @@ def events(*pairs: tuple[str, str]) -> pd.DataFrame:
 
 
 def ids(store: Store, table: str = "contacts") -> list[str]:
-    rows = store.conn.execute(f"SELECT _crm_id FROM {table} ORDER BY _crm_id").fetchall()
+    rows = sql(store, f"SELECT _crm_id FROM {table} ORDER BY _crm_id").fetchall()
     return [r[0] for r in rows]
 
 
@@ -57,7 +58,7 @@ def test_store_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
 def test_a_store_from_a_newer_segsync_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     with Store.open(path) as store:
-        store.conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+        sql(store, "UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="newer segsync"):
         Store.open(path)
 
@@ -76,7 +77,7 @@ def test_upsert_replaces_and_duplicate_ids_keep_the_last(store: Store) -> None:
     store.write_page("contacts", Page(contacts("1", "2")), ["city"])
     page = pd.concat([contacts("2", city="Paris"), contacts("2", city="Rome")])
     store.write_page("contacts", Page(page), ["city"])
-    rows = store.conn.execute("SELECT _crm_id, city, _cid FROM contacts ORDER BY 1").fetchall()
+    rows = sql(store, "SELECT _crm_id, city, _cid FROM contacts ORDER BY 1").fetchall()
     assert rows == [("1", "Berlin", contact_key("1")), ("2", "Rome", contact_key("2"))]
 
 
@@ -86,7 +87,7 @@ def test_deletes_merges_and_snapshots(store: Store) -> None:
     store.write_page("contacts", Page(contacts(), deleted=("1",)), ["city"])
     store.write_page("contacts", Page(contacts(), merged={"3": "2"}), ["city"])
     assert ids(store) == ["2", "4"]
-    moved = store.conn.execute("SELECT _crm_id, _contact_id, _cid FROM events ORDER BY 1").fetchall()
+    moved = sql(store, "SELECT _crm_id, _contact_id, _cid FROM events ORDER BY 1").fetchall()
     assert moved == [("e1", "2", contact_key("2")), ("e2", "2", contact_key("2")),
                      ("e3", "4", contact_key("4"))]
     store.write_page("contacts", Page(contacts(), present_ids=frozenset({"2"})), ["city"])
@@ -110,12 +111,12 @@ def test_contact_keys_are_stable_and_distinct() -> None:
 def test_a_schema_1_store_gains_the_unknown_tables_and_keeps_its_data(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     with Store.open(path) as store:
-        store.conn.execute("INSERT INTO applied VALUES (1, 7, 'c7')")
-        store.conn.execute("DROP TABLE unknown")
-        store.conn.execute("DROP TABLE field_unknown")
-        store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        sql(store, "INSERT INTO applied VALUES (1, 7, 'c7')")
+        sql(store, "DROP TABLE unknown")
+        sql(store, "DROP TABLE field_unknown")
+        sql(store, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with Store.open(path) as store:
         assert store.meta("schema_version") == str(SCHEMA_VERSION)
         assert store.unknown_pairs() == []
         assert store.unknown_counts() == {}
-        assert store.conn.execute("SELECT crm_id FROM applied").fetchall() == [("c7",)]
+        assert sql(store, "SELECT crm_id FROM applied").fetchall() == [("c7",)]

@@ -20,6 +20,7 @@ from sync.plan import SegmentChange
 from sync.resolve import choose
 from sync.store import Store
 from tests.fakes import FakeConnector, LostAnswer, ReadingFakeConnector
+from tests.storeview import sql
 from tests.sync.test_engine import SEGMENTS, make_config
 
 NOW = dt.datetime(2026, 6, 1)
@@ -41,7 +42,7 @@ def sync(config: Config, crm: FakeConnector, **kwargs: object):
 
 def unknown_rows(config: Config) -> list[tuple[str, str, str]]:
     with Store.open(config.store.path) as store:
-        return [(str(k), str(c), str(o)) for k, c, o in store.conn.execute(
+        return [(str(k), str(c), str(o)) for k, c, o in sql(store,
             "SELECT s.key, u.crm_id, u.op FROM unknown u JOIN segments s USING (sid) "
             "ORDER BY 1, 2").fetchall()]
 
@@ -125,7 +126,7 @@ def test_a_missing_record_is_gone_not_a_failure(tmp_path: Path) -> None:
     assert "6" not in crm.list_named(BERLIN)
     with Store.open(config.store.path) as store:
         assert store.retry_queue() == []
-        held = {str(r[0]) for r in store.conn.execute("SELECT crm_id FROM applied").fetchall()}
+        held = {str(r[0]) for r in sql(store, "SELECT crm_id FROM applied").fetchall()}
     assert "6" not in held  # not believed to be a member
 
 
@@ -292,5 +293,5 @@ def test_record_read_settles_only_covered_records(tmp_path: Path) -> None:
             gone=frozenset()))
         assert settled == 2
         assert [p.crm_id for p in store.unknown_pairs()] == ["3"]
-        held = {str(r[0]) for r in store.conn.execute("SELECT crm_id FROM applied").fetchall()}
+        held = {str(r[0]) for r in sql(store, "SELECT crm_id FROM applied").fetchall()}
         assert held == {"1"}

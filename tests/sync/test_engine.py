@@ -300,3 +300,20 @@ def test_field_mode_failures_are_retried(tmp_path: Path) -> None:
     crm.reject = {}
     assert sync(config, crm).plan.field_updates == 1
     assert crm.field_values["4"] == ("Adults", "Berlin")
+
+
+def test_a_plan_replaced_by_a_newer_one_is_refused_loudly(tmp_path: Path) -> None:
+    from sync.apply import apply_plan
+    from sync.compute import compute_plan
+    from sync.store import StalePlan
+
+    config, crm = make_config(tmp_path), seeded()
+    with Store.open(config.store.path) as store:
+        sync(config, crm, dry_run=True)
+    with Store.open(config.store.path) as store:
+        first = compute_plan(store, config.segments, NOW, config.sync)
+        compute_plan(store, config.segments, NOW, config.sync)  # replaces its tables
+        before = len(crm.write_calls())
+        with pytest.raises(StalePlan, match="compute the plan again"):
+            apply_plan(store, crm, first, 1, config.name_prefix)
+        assert len(crm.write_calls()) == before

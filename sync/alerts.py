@@ -36,12 +36,12 @@ import requests
 
 from connectors.redact import read_secret, scrub
 from segment_rules.tables import TableReader, key_path
+from sync.settings import read_settings, setting
 
 if TYPE_CHECKING:
     from sync.engine import SyncOutcome
 
 __all__ = [
-    "ALERT_KEYS",
     "STATE_KEY",
     "AlertSettings",
     "Notice",
@@ -58,8 +58,6 @@ __all__ = [
 
 log = logging.getLogger("segsync.alerts")
 
-ALERT_KEYS = ("webhook_url_env", "on_failure", "on_guard", "partial_failure_threshold",
-              "size_change_fraction")
 STATE_KEY = "alerts_state"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIMEOUT = 10.0
@@ -71,13 +69,14 @@ class AlertSettings:
     """The ``[alerts]`` table."""
 
     #: Name of the environment variable holding the webhook URL.
-    webhook_url_env: str
+    webhook_url_env: str = setting(pattern=_ENV_NAME, hint="the name of an environment "
+                                   'variable, e.g. "SEGSYNC_WEBHOOK_URL"')
     on_failure: bool = True
     on_guard: bool = True
     #: Alert when more than this share (0-1) of a run's membership changes fail; None: off.
-    partial_failure_threshold: float | None = None
+    partial_failure_threshold: float | None = setting(None, minimum=0.0, maximum=1.0)
     #: Alert when a segment's size changes by more than this share in one run; None: off.
-    size_change_fraction: float | None = None
+    size_change_fraction: float | None = setting(None, minimum=0.0, maximum=100.0)
 
 
 def parse_alerts(reader: TableReader, raw: object, path: str = "alerts") -> AlertSettings | None:
@@ -89,28 +88,14 @@ def parse_alerts(reader: TableReader, raw: object, path: str = "alerts") -> Aler
     table = reader.table(raw, path)
     if table is None:
         return None
-    before = len(reader.problems)
     if "webhook_url" in table:
         reader.problem(key_path(path, "webhook_url"),
                        "the webhook URL is a secret and must not be written in the config file",
                        "put it in an environment variable and name it with webhook_url_env")
-        table = {k: v for k, v in table.items() if k != "webhook_url"}
-    reader.check_keys(table, ALERT_KEYS, path)
-    reader.required(table, "webhook_url_env", path)
-    env = reader.string(table, "webhook_url_env", path, pattern=_ENV_NAME,
-                        pattern_hint="the name of an environment variable, e.g. "
-                                     '"SEGSYNC_WEBHOOK_URL"')
-    on_failure = reader.boolean(table, "on_failure", path, default=True)
-    on_guard = reader.boolean(table, "on_guard", path, default=True)
-    partial = reader.number(table, "partial_failure_threshold", path, minimum=0.0, maximum=1.0)
-    size = reader.number(table, "size_change_fraction", path, minimum=0.0, maximum=100.0)
-    if len(reader.problems) > before or env is None:
+        read_settings(reader, {k: v for k, v in table.items() if k != "webhook_url"},
+                      AlertSettings, path)
         return None
-    return AlertSettings(
-        webhook_url_env=env, on_failure=on_failure, on_guard=on_guard,
-        partial_failure_threshold=None if partial is None else float(partial),
-        size_change_fraction=None if size is None else float(size),
-    )
+    return read_settings(reader, table, AlertSettings, path)
 
 
 @dataclass(frozen=True)

@@ -20,33 +20,37 @@ from segment_rules.schema import PerValueGenerator, Segment
 from segment_rules.tables import TableReader, key_path
 from sync.alerts import AlertSettings, parse_alerts
 from sync.errors import ConfigError
+from sync.settings import read_settings, setting
 
 __all__ = ["Config", "StoreSettings", "SyncSettings", "load_config", "parse_config"]
 
 TOP_KEYS = ("crm", "store", "sync", "segment", "alerts")
 CRM_COMMON_KEYS = ("type", "name_prefix")
-STORE_KEYS = ("path", "memory_limit")
-SYNC_KEYS = ("schedule", "max_removal_fraction", "min_removals_to_guard",
-             "activity_lookback_days", "lock_wait_seconds")
 SECRET_WORDS = re.compile(r"(token|secret|password|api_?key|private_?key)$", re.IGNORECASE)
 MEMORY_PATTERN = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 @dataclass(frozen=True)
 class StoreSettings:
+    """``[store]``: ``path`` is relative to the config file (default ``segsync.duckdb``)."""
+
     path: Path
-    memory_limit: str | None = None
+    memory_limit: str | None = setting(None, pattern=MEMORY_PATTERN,
+                                       hint='a size such as "1GB" or "512MB"')
 
 
 @dataclass(frozen=True)
 class SyncSettings:
+    """``[sync]``."""
+
+    #: Cron expression (five fields, UTC) for ``segsync schedule``.
     schedule: str | None = None
     #: A segment losing more than this share of its members in one run is not applied.
-    max_removal_fraction: float = 0.25
+    max_removal_fraction: float = setting(0.25, minimum=0.0, maximum=1.0)
     #: ...unless it loses fewer than this many (small segments churn by nature).
-    min_removals_to_guard: int = 10
-    activity_lookback_days: int = 730
-    lock_wait_seconds: float = 0.0
+    min_removals_to_guard: int = setting(10, minimum=0)
+    activity_lookback_days: int = setting(730, minimum=1, maximum=36_500)
+    lock_wait_seconds: float = setting(0.0, minimum=0.0, maximum=86_400.0)
 
 
 @dataclass(frozen=True)
@@ -133,14 +137,8 @@ def _parse_store(reader: TableReader, raw: object, base: Path) -> StoreSettings 
     table = reader.table(raw, "store")
     if table is None:
         return None
-    before = len(reader.problems)
-    reader.check_keys(table, STORE_KEYS, "store")
     path = reader.string(table, "path", "store", default="segsync.duckdb") or "segsync.duckdb"
-    memory = reader.string(table, "memory_limit", "store", pattern=MEMORY_PATTERN,
-                           pattern_hint='a size such as "1GB" or "512MB"')
-    if len(reader.problems) > before:
-        return None
-    return StoreSettings(path=base / path, memory_limit=memory)
+    return read_settings(reader, table, StoreSettings, "store", path=base / path)
 
 
 def _parse_sync(reader: TableReader, raw: object) -> SyncSettings | None:
@@ -148,28 +146,11 @@ def _parse_sync(reader: TableReader, raw: object) -> SyncSettings | None:
     if table is None:
         return None
     before = len(reader.problems)
-    reader.check_keys(table, SYNC_KEYS, "sync")
-    schedule = reader.string(table, "schedule", "sync")
-    if schedule is not None:
+    settings = read_settings(reader, table, SyncSettings, "sync")
+    schedule = table.get("schedule")
+    if isinstance(schedule, str) and "\x00" not in schedule:
         _check_cron(reader, schedule)
-    defaults = SyncSettings()
-    fraction = reader.number(table, "max_removal_fraction", "sync",
-                             default=defaults.max_removal_fraction, minimum=0.0, maximum=1.0)
-    minimum = reader.integer(table, "min_removals_to_guard", "sync",
-                             default=defaults.min_removals_to_guard, minimum=0)
-    lookback = reader.integer(table, "activity_lookback_days", "sync",
-                              default=defaults.activity_lookback_days, minimum=1, maximum=36_500)
-    wait = reader.number(table, "lock_wait_seconds", "sync", default=0.0, minimum=0.0,
-                         maximum=86_400.0)
-    if len(reader.problems) > before:
-        return None
-    return SyncSettings(
-        schedule=schedule,
-        max_removal_fraction=float(fraction if fraction is not None else 0.25),
-        min_removals_to_guard=int(minimum if minimum is not None else 10),
-        activity_lookback_days=int(lookback if lookback is not None else 730),
-        lock_wait_seconds=float(wait or 0.0),
-    )
+    return settings if len(reader.problems) == before else None
 
 
 def _check_cron(reader: TableReader, expression: str) -> None:

@@ -16,7 +16,14 @@ Status handling, in one place (:meth:`HubSpotApi._fail`):
 * 401 -> OAuth: refresh once when ``EXPIRED_AUTHENTICATION``, else :class:`AuthError`;
   403 -> :class:`AuthError` naming the missing scope(s).
 * 404 -> :class:`NotFound`, 409 -> :class:`Conflict`, other 4xx -> :class:`HubSpotError`.
-* HTML pages and malformed JSON -> one ``CrmDataError``.
+* HTML pages and malformed JSON -> one ``CrmDataError`` -- except on the batch writes and
+  the memberships batch read (:meth:`HubSpotApi.answer`): there the request may already
+  have been committed when its answer turned out unreadable (a truncated body, an HTML
+  page with 200, JSON that is not an object), so the caller gets an :class:`Answer`
+  saying what was wrong and reports every id of the call unknown instead of failing the
+  run. Statuses that mean nothing was done (auth, quota, other 4xx) still raise, and an
+  answer that never came (retries exhausted) raises ``RetriesExhausted``: the engine
+  keeps that batch unknown itself.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -49,6 +57,7 @@ from connectors.redact import read_secret, register_secret, scrub
 
 __all__ = [
     "CONTACT_TYPE_ID",
+    "Answer",
     "Conflict",
     "HubSpotApi",
     "HubSpotError",
@@ -74,6 +83,9 @@ LIST_BY_NAME = LISTS + "/object-type-id/{type_id}/name/{name}"
 LIST_RENAME = LIST + "/update-list-name"
 MEMBERSHIPS = LIST + "/memberships"
 MEMBERSHIPS_ADD_REMOVE = MEMBERSHIPS + "/add-and-remove"
+#: A record's list memberships, 100 records a call, every list at once (Lists v3 spec,
+#: ``BatchInputRecordIdInput`` -> ``BatchResponseRecordIdWithMemberships``, 200 or 207).
+RECORD_MEMBERSHIPS_BATCH_READ = LISTS + "/records/memberships/batch/read"
 PROPERTIES = "/crm/v3/properties/{object_type}"
 PROPERTY = PROPERTIES + "/{name}"
 PROPERTY_GROUPS = PROPERTIES + "/groups"
@@ -104,6 +116,7 @@ _LABELS: list[tuple[str, re.Pattern[str], str]] = [
          "associations {a}->{b}"),
         ("GET", r"^/crm/v3/pipelines/(?P<a>[^/]+)$", "pipelines {a}"),
         ("POST", r"^/crm/v3/lists$", "create list"),
+        ("POST", r"^/crm/v3/lists/records/memberships/batch/read$", "read record memberships"),
         ("GET", r"^/crm/v3/lists/object-type-id/[^/]+/name/.+$", "find list by name"),
         ("PUT", r"^/crm/v3/lists/[^/]+/update-list-name$", "rename list"),
         ("PUT", r"^/crm/v3/lists/[^/]+/memberships/add-and-remove$",
@@ -180,6 +193,19 @@ def _retry_after(response: requests.Response) -> float | None:
     if response.status_code == 423:
         return _LOCKED_WAIT
     return None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A batch endpoint's answer: its status and JSON object, or why it cannot be read.
+
+    ``body`` is None exactly when ``problem`` says what was wrong with the body; the
+    request may still have been committed, so the caller must not treat it as refused.
+    """
+
+    status: int
+    body: Mapping[str, Any] | None
+    problem: str | None = None
 
 
 class HubSpotError(ConnectorError):
@@ -350,6 +376,24 @@ class HubSpotApi:
             return {}
         return read_json(response, f"HubSpot {endpoint_label(method, path)}")
 
+    def answer(self, method: str, path: str, body: Any) -> Answer:
+        """Send a batch write/read whose answer is judged per record (200 or 207).
+
+        Failure statuses raise as in :meth:`request`; an answer that arrived but cannot be
+        read comes back as an :class:`Answer` with ``problem`` set instead of raising.
+        """
+        response = self.request(method, path, body=body, ok=(200, 207))
+        status = response.status_code
+        try:
+            data = read_json(response, f"HubSpot's {status} answer to {endpoint_label(method, path)}")
+        except CrmDataError as exc:
+            return Answer(status, None, str(exc))
+        if not isinstance(data, Mapping):
+            return Answer(status, None, (
+                f"HubSpot's {status} answer to {endpoint_label(method, path)} is JSON that is "
+                f"not an object ({type(data).__name__})"))
+        return Answer(status, data)
+
     def _fail(self, response: requests.Response) -> ConnectorError:
         status = response.status_code
         request = response.request
@@ -427,10 +471,8 @@ class HubSpotApi:
     def pipelines(self, object_type: str) -> Mapping[str, Any]:
         return _mapping(self.json("GET", PIPELINES.format(object_type=object_type)))
 
-    def batch_update(self, object_type: str, body: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]]:
-        response = self.request("POST", BATCH_UPDATE.format(object_type=object_type),
-                                body=body, ok=(200, 207))
-        return response.status_code, _mapping(read_json(response, "HubSpot batch update"))
+    def batch_update(self, object_type: str, body: Mapping[str, Any]) -> Answer:
+        return self.answer("POST", BATCH_UPDATE.format(object_type=object_type), body)
 
     def probe(self) -> Mapping[str, Any]:
         """The cheapest authenticated read: one contact id."""
@@ -483,11 +525,13 @@ class HubSpotApi:
         except NotFound:
             return
 
-    def change_memberships(self, list_id: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return _mapping(self.json(
-            "PUT", MEMBERSHIPS_ADD_REMOVE.format(list_id=quote(list_id, safe="")),
-            body=body, ok=(200, 207),
-        ))
+    def change_memberships(self, list_id: str, body: Mapping[str, Any]) -> Answer:
+        return self.answer(
+            "PUT", MEMBERSHIPS_ADD_REMOVE.format(list_id=quote(list_id, safe="")), body)
+
+    def read_record_memberships(self, body: Mapping[str, Any]) -> Answer:
+        """The lists each input record is in (``crm.lists.read``; 207 names unknown records)."""
+        return self.answer("POST", RECORD_MEMBERSHIPS_BATCH_READ, body)
 
     def memberships(self, list_id: str, after: str | None, limit: int = 250) -> Mapping[str, Any]:
         params: dict[str, Any] = {"limit": limit}

@@ -1,7 +1,11 @@
-"""HubSpotConnector: :class:`connectors.base.Connector` + :class:`~connectors.base.FieldWriter`.
+"""HubSpotConnector: :class:`connectors.base.Connector`, :class:`~connectors.base.FieldWriter`
+and :class:`~connectors.base.MembershipReader`.
 
 Pull (all through the search API, 200 records a call, sorted by ``hs_object_id`` and
-re-anchored on the last id -- never paged past the 10,000-result wall):
+re-anchored on the last id -- never paged past the 10,000-result wall). Another page is
+fetched exactly while HubSpot's answer carries ``paging.next.after``: HubSpot may answer
+a short page while more records match, so a short page never ends a pull (an empty page
+with a cursor is followed on the same anchor; a repeated cursor stops with an error):
 
 * contacts: requested properties + email, ``lastmodifieddate``, opt-out flags,
   coordinates and ``hs_merged_object_ids``; ``_company_id`` from the contact->company
@@ -13,7 +17,11 @@ re-anchored on the last id -- never paged past the 10,000-result wall):
   usually a single call.
 * purchases: closed-won deals (stages flagged closed + probability 1.0 by the pipelines
   API, or ``hs_is_closed_won``) with their contacts, one row per (deal, contact).
-* activities: calls, meetings, sales emails, notes and tasks with their contacts.
+* activities: calls, meetings, sales emails, notes and tasks with their contacts. Emails
+  are split by ``hs_email_direction``: ``INCOMING_EMAIL`` is the contact writing to us
+  (``incoming_emails``, default ``email_received`` -- a customer who wrote last week is
+  not inactive), ``EMAIL`` and ``FORWARDED_EMAIL`` are ours (``emails``, ``email_sent``;
+  dropped unless actually sent).
 
 Incremental pulls filter on ``lastmodifieddate`` (contacts) / ``hs_lastmodifieddate``
 (others) from the watermark minus ``overlap_seconds``. Each page carries a watermark
@@ -25,7 +33,25 @@ contacts into their survivor (``Page.merged``).
 
 Write-back: one MANUAL contact list per segment (Lists v3, add-and-remove in chunks of
 ``membership_batch_size``), and/or the multi-checkbox property (contacts batch update,
-100 a call).
+100 a call). Each id is reported only as HubSpot's answer proves it (segsync issue
+"exact CRM state"; fact sheet 2026-12 update, 8):
+
+* add-and-remove: an add in ``recordsIdsAdded`` (sic) / a remove in ``recordIdsRemoved``
+  is done; an id in ``recordIdsMissing`` is ``gone``; an id an error names is ``failed``
+  (``gone`` for a NOT_FOUND error); an id in none of them is done (already in / already
+  out) only while the answer carries no error -- with a 207 or any ``errors`` entry it is
+  ``unknown``, because an error whose ``context.ids`` is empty or ``[""]`` may be about it.
+* batch update: only ids in ``results[]`` are done; ids an error names are ``failed``
+  (OBJECT_NOT_FOUND: ``gone``); all others ``unknown``. A 400 refusing the whole chunk
+  fails the chunk.
+* an answer that arrived but cannot be read (truncated or malformed JSON, an HTML page
+  with 200, JSON that is not an object) makes every id of that call ``unknown``; an
+  answer that never came raises ``RetriesExhausted`` and the engine keeps the batch
+  unknown. Auth, quota and other refusals still raise: nothing was done.
+
+Unknown pairs are settled by the engine, by writing them again or by
+:meth:`HubSpotConnector.read_memberships` (``POST /crm/v3/lists/records/memberships/
+batch/read``, 100 records a call, every list at once).
 """
 
 from __future__ import annotations
@@ -41,11 +67,19 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
+from connectors.base import (
+    Batch,
+    BatchResult,
+    MembershipRead,
+    Page,
+    PullRequest,
+    TargetRef,
+    TargetSpec,
+)
 from connectors.errors import AuthError, ConnectorError, TargetConflict
 from connectors.hubspot import mapping as m
-from connectors.hubspot.api import Conflict, HubSpotApi, HubSpotError, NotFound
-from connectors.hubspot.paging import AfterCursor, IdWindow, UnsortedPage
+from connectors.hubspot.api import Answer, Conflict, HubSpotApi, HubSpotError, NotFound
+from connectors.hubspot.paging import AfterCursor, IdWindow, UnsortedPage, next_after
 from connectors.hubspot.settings import HubSpotSettings
 
 __all__ = ["PROPERTY_GROUP", "HubSpotConnector"]
@@ -55,7 +89,8 @@ log = logging.getLogger(__name__)
 #: Records handed to one association call (the v4 batch-read maximum).
 ASSOCIATION_BATCH = 1_000
 CONTACT_UPDATE_BATCH = 100
-MISSING_RECORD = "OBJECT_NOT_FOUND: HubSpot reported this contact missing (recordIdsMissing)"
+#: Records one memberships batch read covers (the endpoint's input maximum).
+RECORD_READ_BATCH = 100
 #: Property group segsync creates its checkbox property in (and recognises it by).
 PROPERTY_GROUP = "segsync"
 PROPERTY_GROUP_LABEL = "Segsync"
@@ -68,6 +103,9 @@ ENGAGEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tasks", ("tasks",)),
 )
 _EMAIL_NOT_SENT = {"FAILED", "BOUNCED", "SCHEDULED", "SENDING"}
+#: ``hs_email_direction`` values of emails the contact sent us (fact sheet §7 and 2026-12
+#: update, 6); every other direction (EMAIL, FORWARDED_EMAIL, none) is ours.
+_EMAIL_RECEIVED = {"INCOMING_EMAIL"}
 
 READ_SCOPES = ("crm.objects.contacts.read", "crm.objects.companies.read",
                "crm.objects.deals.read")
@@ -84,6 +122,7 @@ class HubSpotConnector:
     """Pulls contacts/companies/deals/engagements and writes segments back to HubSpot."""
 
     max_field_batch = CONTACT_UPDATE_BATCH
+    max_read_batch = RECORD_READ_BATCH
 
     def __init__(
         self,
@@ -193,12 +232,18 @@ class HubSpotConnector:
         self, object_type: str, filters: Sequence[Mapping[str, Any]],
         properties: Iterable[str], last_id: str | None,
     ) -> Iterator[list[Mapping[str, Any]]]:
-        """Search pages of 200, re-anchored on ``hs_object_id`` (never past 10,000)."""
+        """Search pages of 200, re-anchored on ``hs_object_id`` (never past 10,000).
+
+        The pull goes on while an answer carries ``paging.next.after`` and ends when one
+        does not -- never on a short page or on ``total``, which HubSpot may answer while
+        more records match (see :class:`~connectors.hubspot.paging.IdWindow`).
+        """
         props = sorted(set(properties) - {""})
-        window = IdWindow(object_type, m.SEARCH_PAGE, last_id)
+        window = IdWindow(object_type, last_id)
         while True:
             anchor = [m.id_after(window.last_id)] if window.last_id is not None else []
-            body = m.search_body([*filters, *anchor], props, sort_style=self._sort_style)
+            body = m.search_body([*filters, *anchor], props, sort_style=self._sort_style,
+                                 after=window.after)
             try:
                 data = self.api.search(object_type, body)
             except HubSpotError as exc:
@@ -207,9 +252,8 @@ class HubSpotConnector:
                 raise
             raw = data.get("results")
             results = [r for r in raw if isinstance(r, Mapping)] if isinstance(raw, list) else []
-            total = data.get("total")
             try:
-                more = window.advance(results, total if isinstance(total, int) else None)
+                more = window.advance(results, next_after(data))
             except UnsortedPage:
                 if self._switch_sort("ignored"):
                     continue
@@ -411,10 +455,16 @@ class HubSpotConnector:
             return lambda props: fixed
 
         def email_kind(props: Mapping[str, Any]) -> str | None:
+            """INCOMING_EMAIL -> ``incoming_emails``; EMAIL, FORWARDED_EMAIL -> ``emails``.
+
+            The send-status filter applies to our own emails only: a received email was
+            received whatever ``hs_email_status`` says.
+            """
+            if str(props.get("hs_email_direction") or "").upper() in _EMAIL_RECEIVED:
+                return kinds.get("incoming_emails") or None
             if str(props.get("hs_email_status") or "").upper() in _EMAIL_NOT_SENT:
                 return None
-            incoming = str(props.get("hs_email_direction") or "").upper() == "INCOMING_EMAIL"
-            return kinds.get("incoming_emails" if incoming else "emails") or None
+            return kinds.get("emails") or None
 
         return email_kind
 
@@ -558,43 +608,44 @@ class HubSpotConnector:
         )
 
     def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
+        """Add and remove members; each id reported as HubSpot's answer proves it.
+
+        See the module docstring for the rules. Raises when nothing was done (the list
+        is gone, auth, quota, a refusal) or when no answer came (``RetriesExhausted``).
+        """
         self._require_lists()
         before = self._attempts()
-        failed: dict[str, str] = {}
+        outcomes = m.Outcomes()
         if batch.adds or batch.removes:
-            self._change(target, list(batch.adds), list(batch.removes), failed)
-        return BatchResult(failed, api_calls=self._attempts() - before)
+            self._change(target, list(batch.adds), list(batch.removes), outcomes)
+        return _result(outcomes, self._attempts() - before)
 
     def _change(self, target: TargetRef, adds: list[str], removes: list[str],
-                failed: dict[str, str]) -> None:
+                outcomes: m.Outcomes) -> None:
         size = len(adds) + len(removes)
         if size > self.max_batch:  # keep every call within the cap (removes first)
             ops = [(False, i) for i in removes] + [(True, i) for i in adds]
             for start in range(0, size, self.max_batch):
                 part = ops[start:start + self.max_batch]
                 self._change(target, [i for add, i in part if add],
-                             [i for add, i in part if not add], failed)
+                             [i for add, i in part if not add], outcomes)
             return
         try:
-            data = self.api.change_memberships(target.target_id,
-                                               m.membership_change_body(adds, removes))
+            answer = self.api.change_memberships(target.target_id,
+                                                 m.membership_change_body(adds, removes))
         except NotFound:
             raise self._gone(target) from None
         except HubSpotError as exc:
             if size > 1 and _too_many(exc):
                 log.warning("HubSpot refused %d ids in one call; halving the chunk", size)
                 self.max_batch = max(1, size // 2)
-                self._change(target, adds, removes, failed)
+                self._change(target, adds, removes, outcomes)
                 return
             raise
-        wanted = set(adds) | set(removes)
-        failed.update({k: v for k, v in m.batch_failures(data).items() if k in wanted})
-        # Already-members and removals of non-members are silently ignored (success). An id
-        # to *add* that HubSpot reports missing is no contact at all (deleted, merged, not
-        # yet indexed): a per-record failure, retried next run unless the pull drops it.
-        _, _, missing = m.membership_outcome(data)
-        added = set(adds)
-        failed.update({i: MISSING_RECORD for i in missing if i in added and i not in failed})
+        if _unreadable(answer, [*adds, *removes], outcomes, f"list {target.target_id}"):
+            return
+        assert answer.body is not None
+        m.membership_change_outcomes(answer.status, answer.body, adds, removes, outcomes)
 
     def delete_target(self, target: TargetRef) -> None:
         """``segsync prune``: delete a list segsync created (gone already = deleted)."""
@@ -650,22 +701,80 @@ class HubSpotConnector:
         log.info("updated the options of HubSpot property %s (%d)", name, len(desired))
 
     def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> BatchResult:
+        """Set the checkbox property, 100 contacts a call; only ``results[]`` proves a write.
+
+        A 400 refuses the whole chunk (an invalid value fails the batch): every id of it
+        failed. Other refusals raise; unreadable answers leave the chunk unknown.
+        """
         before = self._attempts()
-        failed: dict[str, str] = {}
+        outcomes = m.Outcomes()
         items = list(updates.items())
         for start in range(0, len(items), CONTACT_UPDATE_BATCH):
             chunk = dict(items[start:start + CONTACT_UPDATE_BATCH])
             body = m.batch_update_body(self.settings.property_name, chunk)
             try:
-                status, data = self.api.batch_update("contacts", body)
+                answer = self.api.batch_update("contacts", body)
             except HubSpotError as exc:
                 if exc.status != 400:
                     raise
-                failed.update(dict.fromkeys(chunk, str(exc)[:500]))
+                for contact_id in chunk:
+                    outcomes.fail(contact_id, str(exc)[:500])
                 continue
-            if status == 207:
-                failed.update({k: v for k, v in m.batch_failures(data).items() if k in chunk})
-        return BatchResult(failed, api_calls=self._attempts() - before)
+            if _unreadable(answer, list(chunk), outcomes, "the contacts batch update"):
+                continue
+            assert answer.body is not None
+            m.update_outcomes(answer.status, answer.body, list(chunk), outcomes)
+        return _result(outcomes, self._attempts() - before)
+
+    # -- MembershipReader: settle unknown memberships ------------------------------------
+
+    def read_memberships(
+        self, targets: Sequence[TargetRef], record_ids: Sequence[str]
+    ) -> MembershipRead:
+        """Which of ``record_ids`` are in which of ``targets``, 100 records a call.
+
+        One ``POST /crm/v3/lists/records/memberships/batch/read`` answers every list a
+        record is in, so a record HubSpot lists is known in all asked targets at once; a
+        record an OBJECT_NOT_FOUND error names is gone. Records an answer leaves out, and
+        every record of a call whose answer cannot be read, stay unknown for a later
+        run. Refusals (auth, quota, 4xx) raise, as does an answer that never came.
+        """
+        self._require_lists()
+        before = self._attempts()
+        lists = [t.target_id for t in targets]
+        ids = list(dict.fromkeys(str(i) for i in record_ids))
+        present: set[tuple[str, str]] = set()
+        known: set[str] = set()
+        gone: set[str] = set()
+        for start in range(0, len(ids), self.max_read_batch):
+            chunk = ids[start:start + self.max_read_batch]
+            answer = self.api.read_record_memberships(m.membership_read_body(chunk))
+            if answer.body is None:
+                log.warning("%s; the list memberships of %d record(s) stay unknown",
+                            answer.problem, len(chunk))
+                continue
+            found, listed, missing = m.record_memberships(answer.body, chunk, lists)
+            present |= found
+            known |= listed
+            gone |= missing
+        return MembershipRead(frozenset(present), frozenset(known), frozenset(gone),
+                              api_calls=self._attempts() - before)
+
+
+def _unreadable(answer: Answer, ids: Sequence[str], outcomes: m.Outcomes, what: str) -> bool:
+    """Mark every id of a call unknown when its answer could not be read; True if so."""
+    if answer.body is not None:
+        return False
+    log.warning("%s (%s); %d record(s) left unknown", answer.problem, what, len(ids))
+    reason = (answer.problem or "HubSpot's answer could not be read")[:500]
+    for object_id in ids:
+        outcomes.unsure(object_id, reason)
+    return True
+
+
+def _result(outcomes: m.Outcomes, api_calls: int) -> BatchResult:
+    return BatchResult(dict(outcomes.failed), api_calls=api_calls,
+                       unknown=dict(outcomes.unknown), gone=frozenset(outcomes.gone))
 
 
 def _too_many(exc: HubSpotError) -> bool:

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -22,10 +22,13 @@ from connectors.hubspot.paging import id_key
 __all__ = [
     "EVENT_COLUMNS",
     "SEARCH_PAGE",
+    "BatchError",
     "Cursor",
+    "Outcomes",
     "activity_frame",
     "association_inputs",
     "association_targets",
+    "batch_errors",
     "batch_failures",
     "batch_update_body",
     "companies_frame",
@@ -38,7 +41,9 @@ __all__ = [
     "id_after",
     "list_create_body",
     "membership_change_body",
+    "membership_change_outcomes",
     "membership_outcome",
+    "membership_read_body",
     "merged_ids",
     "naive_utc",
     "one_of",
@@ -48,10 +53,12 @@ __all__ = [
     "primary_company",
     "property_create_body",
     "purchases_frame",
+    "record_memberships",
     "search_body",
     "target_ids",
     "timestamps",
     "to_ms",
+    "update_outcomes",
 ]
 
 JsonObject = Mapping[str, Any]
@@ -59,6 +66,7 @@ EVENT_COLUMNS = ["_crm_id", "_contact_id", "type", "ts", "amount", "_modified_at
 #: contact -> company association type id that marks the primary company (HUBSPOT_DEFINED).
 PRIMARY_COMPANY_TYPE_ID = 1
 SEARCH_PAGE = 200
+CONTACT_TYPE_ID = "0-1"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -184,12 +192,15 @@ def search_body(
     *,
     sort_style: str = "string",
     limit: int = SEARCH_PAGE,
+    after: str = "0",
 ) -> dict[str, Any]:
     """A ``PublicObjectSearchRequest`` sorted by ``hs_object_id`` ascending.
 
-    ``after`` is always "0": paging re-anchors on ``hs_object_id`` instead (10k wall).
-    ``sort_style`` "string" is the spec's ``list[str]`` (what the SDK models accept);
-    "object" is the form HubSpot's guides show.
+    ``after`` stays "0" while paging re-anchors on ``hs_object_id`` (10k wall); only an
+    empty page that still carries ``paging.next`` makes the next request send HubSpot's
+    cursor (:class:`~connectors.hubspot.paging.IdWindow`). ``sort_style`` "string" is the
+    spec's ``list[str]`` (what the SDK models accept); "object" is the form HubSpot's
+    guides show.
     """
     sort: Any = (
         {"propertyName": "hs_object_id", "direction": "ASCENDING"}
@@ -201,7 +212,7 @@ def search_body(
         "sorts": [sort],
         "properties": sorted(set(properties)),
         "limit": limit,
-        "after": "0",
+        "after": after,
     }
 
 
@@ -237,6 +248,16 @@ def membership_change_body(adds: Sequence[str], removes: Sequence[str]) -> dict[
     """``MembershipChangeRequest``: both keys are required, ids are strings."""
     return {"recordIdsToAdd": [str(i) for i in adds],
             "recordIdsToRemove": [str(i) for i in removes]}
+
+
+def membership_read_body(record_ids: Sequence[str]) -> dict[str, Any]:
+    """``BatchInputRecordIdInput`` for ``POST /crm/v3/lists/records/memberships/batch/read``.
+
+    The spec requires ``objectTypeId`` and ``recordId`` (strings) on every input; segsync
+    only writes contact lists, so every input is a contact (``0-1``).
+    """
+    return {"inputs": [{"objectTypeId": CONTACT_TYPE_ID, "recordId": str(i)}
+                       for i in record_ids]}
 
 
 def option_value(name: str) -> str:
@@ -301,25 +322,62 @@ def _ids(records: Sequence[JsonObject]) -> list[str]:
     return [str(r.get("id")) for r in records]
 
 
-def batch_failures(body: JsonObject) -> dict[str, str]:
-    """Per-record failures of a 207 batch answer: id -> "CATEGORY: message"."""
-    failed: dict[str, str] = {}
-    errors = body.get("errors")
-    if not isinstance(errors, list):
-        return failed
-    for error in errors:
+#: ``context`` keys of a batch error whose values are record ids (StandardError.context
+#: maps a key to a list of strings; HubSpot uses ``ids`` on object batches).
+ERROR_ID_KEYS = ("ids", "id", "objectId", "objectIds", "recordId", "recordIds", "fromObjectId")
+
+
+@dataclass(frozen=True)
+class BatchError:
+    """One entry of a batch answer's ``errors``: its reason and the record ids it names.
+
+    ``ids`` may be empty: HubSpot sends errors whose ``context.ids`` is ``[]`` or
+    ``[""]`` (fact sheet 2026-12 update, 8), and such an error proves nothing about any
+    particular record.
+    """
+
+    reason: str
+    ids: tuple[str, ...]
+    not_found: bool
+
+
+def _error_ids(context: object) -> list[str]:
+    if not isinstance(context, Mapping):
+        return []
+    found: list[str] = []
+    for key in ERROR_ID_KEYS:
+        value = context.get(key)
+        values = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+        found.extend(str(v) for v in values if v not in (None, ""))
+    return found
+
+
+def batch_errors(body: JsonObject) -> list[BatchError]:
+    """The ``errors`` of a 207 batch answer (top-level and nested detail contexts)."""
+    raw = body.get("errors")
+    out: list[BatchError] = []
+    for error in raw if isinstance(raw, list) else []:
         if not isinstance(error, Mapping):
+            out.append(BatchError(f"ERROR: {str(error)[:200]}", (), False))
             continue
-        reason = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'failed'}"
-        context = error.get("context")
-        ids: list[Any] = []
-        if isinstance(context, Mapping):
-            for key in ("ids", "id", "objectId", "fromObjectId"):
-                value = context.get(key)
-                if isinstance(value, list):
-                    ids.extend(value)
-        for object_id in ids:
-            failed.setdefault(str(object_id), reason[:500])
+        category = str(error.get("category") or "ERROR")
+        reason = f"{category}: {error.get('message') or 'failed'}"[:500]
+        ids = _error_ids(error.get("context"))
+        details = error.get("errors")
+        for detail in details if isinstance(details, list) else []:
+            if isinstance(detail, Mapping):
+                ids.extend(_error_ids(detail.get("context")))
+        out.append(BatchError(reason, tuple(dict.fromkeys(ids)),
+                              category.upper().endswith("NOT_FOUND")))
+    return out
+
+
+def batch_failures(body: JsonObject) -> dict[str, str]:
+    """Record ids an answer's errors name: id -> "CATEGORY: message" (first error wins)."""
+    failed: dict[str, str] = {}
+    for error in batch_errors(body):
+        for object_id in error.ids:
+            failed.setdefault(object_id, error.reason)
     return failed
 
 
@@ -332,6 +390,191 @@ def membership_outcome(body: JsonObject) -> tuple[list[str], list[str], list[str
 
     added = strings("recordsIdsAdded") or strings("recordIdsAdded")
     return added, strings("recordIdsRemoved"), strings("recordIdsMissing")
+
+
+@dataclass
+class Outcomes:
+    """Per-record outcomes of batch answers, in :class:`connectors.base.BatchResult` terms.
+
+    An id in none of the three was proven done. Each id keeps the first failed / unknown /
+    gone outcome recorded for it, so when a caller repeats an id across calls no later
+    answer can erase an earlier one's doubt about it.
+    """
+
+    failed: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+    def _free(self, object_id: str) -> bool:
+        return not (object_id in self.failed or object_id in self.unknown
+                    or object_id in self.gone)
+
+    def fail(self, object_id: str, reason: str) -> None:
+        if self._free(object_id):
+            self.failed[object_id] = reason
+
+    def unsure(self, object_id: str, reason: str) -> None:
+        if self._free(object_id):
+            self.unknown[object_id] = reason
+
+    def vanish(self, object_id: str) -> None:
+        if self._free(object_id):
+            self.gone.add(object_id)
+
+
+def _unproven(status: int, errors: Sequence[BatchError], where: str) -> str:
+    """Why an id an answer does not mention stays unknown."""
+    unattributed = next((e for e in errors if not e.ids), None)
+    if unattributed is not None:
+        return (f"HubSpot answered {status} with an error that names no record "
+                f"({unattributed.reason})")[:500]
+    if errors:
+        return (f"HubSpot answered {status} with errors that name other records, and "
+                f"{where} does not list this one")
+    return f"HubSpot answered {status} without this record in {where}"
+
+
+_CLAIMS = {"done": "proven written", "opposite": "reported changed the other way",
+           "gone": "reported missing", "error": "named by an error"}
+
+
+def _apply_claims(outcomes: Outcomes, object_id: str, claims: set[str],
+                  errors: Mapping[str, BatchError], flagged: bool, unproven: str) -> None:
+    """Turn what one answer claims about one id into its outcome (see the callers).
+
+    ``claims`` holds "done", "opposite" (an add reported removed or the reverse),
+    "gone" and "error"; more than one claim, or "opposite", is a contradiction and
+    leaves the id unknown. No claim at all is done unless the answer is ``flagged``
+    (it carries an error that may be about any record).
+    """
+    if claims == {"done"}:
+        return
+    if claims == {"gone"}:
+        outcomes.vanish(object_id)
+    elif claims == {"error"}:
+        error = errors[object_id]
+        if error.not_found:
+            outcomes.vanish(object_id)
+        else:
+            outcomes.fail(object_id, error.reason)
+    elif claims:
+        outcomes.unsure(object_id, "HubSpot's answer contradicts itself about this record ("
+                        + ", ".join(_CLAIMS[c] for c in sorted(claims)) + ")")
+    elif flagged:
+        outcomes.unsure(object_id, unproven)
+
+
+_MEMBERSHIP_KEYS = ("recordsIdsAdded", "recordIdsAdded", "recordIdsRemoved", "recordIdsMissing")
+
+
+def membership_change_outcomes(
+    status: int, body: JsonObject, adds: Sequence[str], removes: Sequence[str],
+    outcomes: Outcomes,
+) -> None:
+    """Outcomes of one ``add-and-remove`` answer (``MembershipsUpdateResponse``).
+
+    An add in ``recordsIdsAdded`` (or ``recordIdsAdded``) or a remove in
+    ``recordIdsRemoved`` is done; an id in ``recordIdsMissing`` is gone (no such record);
+    an id an error names failed (gone when the error is a NOT_FOUND). An id in none of
+    them is done -- already a member / already out, which HubSpot silently ignores --
+    only when the answer carries no error at all: once it does (status 207, or an
+    ``errors`` entry) such an id is unknown, since the error may be about it. An answer
+    that carries none of the three arrays (and no error), or a non-list in one of them,
+    proves nothing: every id is unknown. An id listed twice over (added and missing,
+    removed though it was an add...) is unknown as well.
+    """
+    wrong = [k for k in _MEMBERSHIP_KEYS if k in body and not isinstance(body[k], list)]
+    errors = batch_errors(body)
+    flagged = status == 207 or bool(errors) or body.get("errors") not in (None, [])
+    if wrong or not (flagged or any(k in body for k in _MEMBERSHIP_KEYS)):
+        reason = (f"HubSpot's membership answer has a non-list {wrong[0]}" if wrong else
+                  "HubSpot's membership answer carries none of recordsIdsAdded, "
+                  "recordIdsRemoved, recordIdsMissing")
+        for object_id in (*adds, *removes):
+            outcomes.unsure(object_id, reason)
+        return
+
+    def strings(key: str) -> set[str]:
+        return {str(v) for v in body.get(key) or [] if v not in (None, "")}
+
+    added = strings("recordsIdsAdded") | strings("recordIdsAdded")
+    removed, missing = strings("recordIdsRemoved"), strings("recordIdsMissing")
+    named: dict[str, BatchError] = {}
+    for error in errors:
+        for object_id in error.ids:
+            named.setdefault(object_id, error)
+    unproven = _unproven(status, errors, "recordsIdsAdded/recordIdsRemoved/recordIdsMissing")
+    for ids, done, opposite in ((adds, added, removed), (removes, removed, added)):
+        for object_id in ids:
+            claims = {tag for tag, hit in (("done", object_id in done),
+                                           ("opposite", object_id in opposite),
+                                           ("gone", object_id in missing),
+                                           ("error", object_id in named)) if hit}
+            _apply_claims(outcomes, object_id, claims, named, flagged, unproven)
+
+
+def update_outcomes(status: int, body: JsonObject, ids: Sequence[str], outcomes: Outcomes) -> None:
+    """Outcomes of one ``batch/update`` answer (``BatchResponseSimplePublicObject``).
+
+    Only ids present in ``results[]`` are proven written (fact sheet 2026-12 update, 8).
+    An id an error names failed -- or is gone when the error is OBJECT_NOT_FOUND. Every
+    other id is unknown: a 207 error whose ``context.ids`` is empty or ``[""]`` may be
+    about it, and an answer that does not list it proves nothing either way.
+    """
+    raw = body.get("results")
+    if raw is not None and not isinstance(raw, list):
+        for object_id in ids:
+            outcomes.unsure(object_id, "HubSpot's batch update answer has a non-list results")
+        return
+    written = {str(r["id"]) for r in raw or []
+               if isinstance(r, Mapping) and r.get("id") not in (None, "")}
+    errors = batch_errors(body)
+    named: dict[str, BatchError] = {}
+    for error in errors:
+        for object_id in error.ids:
+            named.setdefault(object_id, error)
+    unproven = _unproven(status, errors, "results[]")
+    for object_id in ids:
+        claims = {tag for tag, hit in (("done", object_id in written),
+                                       ("error", object_id in named)) if hit}
+        _apply_claims(outcomes, object_id, claims, named, True, unproven)
+
+
+def record_memberships(
+    body: JsonObject, asked: Sequence[str], targets: Iterable[str]
+) -> tuple[set[tuple[str, str]], set[str], set[str]]:
+    """(present pairs, known records, gone records) of one memberships batch-read answer.
+
+    A record listed in ``results[]`` with a ``recordListMemberships`` array is known: the
+    answer names every list it is in, so each asked target whose ``listId`` it does not
+    name is a proven absence. A record named by a NOT_FOUND error does not exist. Any
+    other record -- unlisted, listed without its array, or listed and also named by a
+    NOT_FOUND error -- stays unknown. Answers for records or object types not asked are
+    ignored.
+    """
+    wanted = set(asked)
+    lists = set(targets)
+    present: set[tuple[str, str]] = set()
+    known: set[str] = set()
+    raw = body.get("results")
+    for entry in raw if isinstance(raw, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        record_id = str(entry.get("recordId"))
+        type_id = entry.get("objectTypeId")
+        memberships = entry.get("recordListMemberships")
+        if record_id not in wanted or not isinstance(memberships, list) or (
+            type_id is not None and str(type_id) != CONTACT_TYPE_ID
+        ):
+            continue
+        known.add(record_id)
+        for membership in memberships:
+            list_id = membership.get("listId") if isinstance(membership, Mapping) else None
+            if list_id is not None and str(list_id) in lists:
+                present.add((str(list_id), record_id))
+    gone = {i for e in batch_errors(body) if e.not_found for i in e.ids if i in wanted}
+    doubtful = known & gone
+    return ({p for p in present if p[1] not in doubtful}, known - doubtful, gone - doubtful)
 
 
 def association_targets(

@@ -5,10 +5,17 @@
   instead of fetching forever.
 * :class:`IdWindow` -- the search recipe that never meets the 10,000-result wall (fact
   sheet §5): every query filters ``hs_object_id > last id`` and sorts by ``hs_object_id``
-  ascending, so paging is by re-anchoring, never by ``after``. It also checks that the
-  server honoured the sort: a page that is not strictly ascending (or not beyond the
-  anchor) raises :class:`UnsortedPage`, which the caller answers by switching the sort
-  syntax once (the object vs string ``sorts`` question is unverified, pitfall 3).
+  ascending, so paging is by re-anchoring on the last id seen, not by a growing ``after``.
+  Whether another page exists is decided by ``paging.next.after`` alone (fact sheet
+  2026-12 update, 8): HubSpot may answer a short page -- even an empty one -- while more
+  records match, so neither the page length nor ``total`` can end a pull. An empty page
+  that still carries ``paging.next`` is followed with its ``after`` on the same anchor
+  (there is no id to re-anchor on). A request (anchor, after) asked twice means HubSpot
+  is looping, and a cursor at or past 10,000 would meet the wall: both stop with a clear
+  :class:`~connectors.errors.CrmDataError`. The window also checks that the server
+  honoured the sort: a page that is not strictly ascending (or not beyond the anchor)
+  raises :class:`UnsortedPage`, which the caller answers by switching the sort syntax
+  once (the object vs string ``sorts`` question is unverified, pitfall 3).
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from typing import Any
 
 from connectors.errors import CrmDataError
 
-__all__ = ["AfterCursor", "IdWindow", "UnsortedPage", "id_key", "next_after"]
+__all__ = ["SEARCH_WALL", "AfterCursor", "IdWindow", "UnsortedPage", "id_key", "next_after"]
+
+#: HubSpot answers 400 to a search whose ``after`` reaches this many results (fact sheet §5).
+SEARCH_WALL = 10_000
 
 
 class UnsortedPage(CrmDataError):
@@ -69,19 +79,25 @@ class AfterCursor:
 
 
 class IdWindow:
-    """Re-anchored search paging: ``hs_object_id > last_id``, ascending, ``limit`` a page."""
+    """Re-anchored search paging: ``hs_object_id > last_id``, ascending, ``after`` per anchor.
 
-    def __init__(self, what: str, limit: int, last_id: str | None = None) -> None:
+    ``last_id`` is the anchor of the next request (None: no anchor yet) and ``after`` the
+    cursor to send with it: "0" after every re-anchoring, HubSpot's own cursor only after
+    an empty page that said more exist.
+    """
+
+    def __init__(self, what: str, last_id: str | None = None) -> None:
         self.what = what
-        self.limit = limit
         self.last_id = last_id
+        self.after = "0"
         self.pages = 0
+        self._asked: set[tuple[str | None, str]] = {(last_id, "0")}
 
-    def advance(self, results: Sequence[Mapping[str, Any]], total: int | None = None) -> bool:
+    def advance(self, results: Sequence[Mapping[str, Any]], next_cursor: str | None) -> bool:
         """Check one page and move the anchor; True when another page should be fetched.
 
-        ``total`` (the search response's count of all matches) saves the empty last call
-        when the final page happens to be exactly full.
+        ``next_cursor`` is the page's ``paging.next.after`` (:func:`next_after`); its
+        absence, and nothing else, ends the pull.
         """
         ids = [str(r.get("id", "")) for r in results]
         if any(not i for i in ids):
@@ -95,6 +111,24 @@ class IdWindow:
                 f"(ids {', '.join(ids[:5])}...)"
             )
         self.pages += 1
+        if next_cursor is None:
+            return False
         if ids:
-            self.last_id = ids[-1]
-        return len(ids) >= self.limit and (total is None or total > len(ids))
+            self.last_id, self.after = ids[-1], "0"
+        else:
+            self.after = next_cursor
+        anchor = f"hs_object_id > {self.last_id}" if self.last_id is not None else "no anchor"
+        if (self.last_id, self.after) in self._asked:
+            raise CrmDataError(
+                f"HubSpot search for {self.what} answered an empty page whose paging cursor "
+                f"({self.after!r}, {anchor}) repeats a request already made; stopped to "
+                "avoid an endless loop"
+            )
+        if self.after.isdigit() and int(self.after) >= SEARCH_WALL:
+            raise CrmDataError(
+                f"HubSpot search for {self.what} kept answering empty pages until its cursor "
+                f"reached {self.after} ({anchor}); HubSpot refuses to page past {SEARCH_WALL:,} "
+                "results, so the pull stopped instead of failing there"
+            )
+        self._asked.add((self.last_id, self.after))
+        return True

@@ -12,7 +12,7 @@ Example::
     [crm.company_fields]
     employees = "numberofemployees"
     [crm.activity_types]                 # HubSpot engagement kind = canonical activity type ("" = skip)
-    incoming_emails = "email_click"
+    incoming_emails = ""                 # e.g. to ignore emails contacts sent (default email_received)
 
 Secrets are only ever named (``*_env``); the values are read when the connector first
 needs them, through :func:`connectors.redact.read_secret`, so they are scrubbed from
@@ -105,15 +105,21 @@ DEFAULT_COMPANY_FIELDS: Mapping[str, str] = MappingProxyType({
     "longitude": "longitude",
 })
 #: HubSpot engagement kind -> canonical activity type ("" skips the kind: no API calls).
-#: Sales emails (CRM ``emails`` objects) are split by ``hs_email_direction``; marketing
-#: email opens/clicks exist only in the legacy v1 email-events API, which segsync does not
-#: use -- rules can read the contact roll-ups (hs_email_open, hs_email_last_open_date...).
+#: Sales emails (CRM ``emails`` objects) are split by ``hs_email_direction``: ``EMAIL`` and
+#: ``FORWARDED_EMAIL`` are ours (``emails`` -> email_sent, only when actually sent), while
+#: ``INCOMING_EMAIL`` is the contact writing to us (``incoming_emails`` -> email_received).
+#: Incoming emails count by default because they are activity (fact sheet 2026-12 update,
+#: 6): a customer who wrote last week is not inactive, and an "inactive for 90 days" rule
+#: must not say so. Both kinds come from the same search, so enabling one costs nothing
+#: extra once the other is on. Marketing email opens/clicks exist only in the legacy v1
+#: email-events API, which segsync does not use -- rules can read the contact roll-ups
+#: (hs_email_open, hs_email_last_open_date...).
 ENGAGEMENT_KINDS = ("calls", "meetings", "emails", "incoming_emails", "notes", "tasks")
 DEFAULT_ACTIVITY_TYPES: Mapping[str, str] = MappingProxyType({
     "calls": "call",
     "meetings": "meeting",
     "emails": "email_sent",
-    "incoming_emails": "",
+    "incoming_emails": "email_received",
     "notes": "note",
     "tasks": "task",
 })

@@ -70,6 +70,9 @@ class SearchServer:
     honour_string_sort: bool = True
     honour_object_sort: bool = True
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    #: Request number (0-based) -> results that answer keeps: a short page that still
+    #: carries ``paging.next`` (pointing just past what it returned) while more match.
+    short_pages: dict[int, int] = field(default_factory=dict)
 
     def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body or b"{}")
@@ -86,12 +89,13 @@ class SearchServer:
         else:  # an ignored sort: HubSpot's own order (here: descending)
             matches.sort(key=lambda r: -int(r["id"]))
         start = int(body.get("after") or 0)
-        page = matches[start:start + body["limit"]]
+        size = self.short_pages.get(len(self.bodies) - 1, body["limit"])
+        page = matches[start:start + size]
         out: dict[str, Any] = {"total": len(matches), "results": [
             {"id": r["id"], "properties": {k: r.get(k) for k in body["properties"]},
              "archived": False} for r in page]}
-        if start + body["limit"] < len(matches):
-            out["paging"] = {"next": {"after": str(start + body["limit"])}}
+        if start + size < len(matches):
+            out["paging"] = {"next": {"after": str(start + size)}}
         return 200, {}, json.dumps(out)
 
     def _match(self, record: dict[str, Any], body: dict[str, Any]) -> bool:

@@ -441,17 +441,22 @@ def test_rename_and_rename_clash(mocked: responses.RequestsMock) -> None:
         connector.ensure_target(TargetSpec("y", "segsync: Rome"), TargetRef("78", "old"), False)
 
 
-def test_apply_uses_add_and_remove_missing_adds_fail_missing_removes_succeed(
+def test_apply_uses_add_and_remove_missing_ids_are_gone_unlisted_ids_done(
     mocked: responses.RequestsMock,
 ) -> None:
     mocked.put(f"{LIST_URL}/77/memberships/add-and-remove", json={
         "recordsIdsAdded": ["1"], "recordIdsRemoved": ["3"], "recordIdsMissing": ["2", "4"]},
-        match=[matchers.json_params_matcher({"recordIdsToAdd": ["1", "2", "5"],
-                                             "recordIdsToRemove": ["3", "4"]})])
-    result = make_connector().apply(TargetRef("77", "l"), Batch(("1", "2", "5"), ("3", "4")))
-    # "5" was already a member (not echoed back): success; "4" was not in the list: success
-    assert list(result.failed) == ["2"]
-    assert "recordIdsMissing" in result.failed["2"]
+        match=[matchers.json_params_matcher({"recordIdsToAdd": ["1", "2", "5", "6"],
+                                             "recordIdsToRemove": ["3", "4", "7"]})])
+    result = make_connector().apply(TargetRef("77", "l"),
+                                    Batch(("1", "2", "5", "6"), ("3", "4", "7")))
+    # recordIdsMissing: no such contact, whether it was to be added or removed (these
+    # used to be a MISSING_RECORD failure for adds and a silent success for removes).
+    assert result.gone == frozenset({"2", "4"})
+    # "5"/"6" already members, "7" not in the list: not echoed back, and the answer
+    # carries no error, so HubSpot's silent ignore proves them done.
+    assert result.failed == {}
+    assert result.unknown == {}
     assert result.api_calls == 1
 
 
@@ -462,19 +467,28 @@ def test_apply_records_per_record_failures(mocked: responses.RequestsMock) -> No
                     "context": {"ids": ["2"]}}]})
     result = make_connector().apply(TargetRef("77", "l"), Batch(("1", "2")))
     assert result.failed == {"2": "VALIDATION_ERROR: locked"}
+    assert result.unknown == {}  # the error names "2"; "1" is in recordsIdsAdded
+    assert result.gone == frozenset()
 
 
 def test_apply_halves_a_chunk_hubspot_finds_too_big(ordered: responses.RequestsMock) -> None:
     url = f"{LIST_URL}/77/memberships/add-and-remove"
     ordered.put(url, status=400, json={"status": "error", "category": "VALIDATION_ERROR",
                                        "message": "Too many record ids in one call: 4"})
-    ordered.put(url, json={}, match=[matchers.json_params_matcher(
-        {"recordIdsToAdd": [], "recordIdsToRemove": ["1", "2"]})])
-    ordered.put(url, json={}, match=[matchers.json_params_matcher(
-        {"recordIdsToAdd": ["3", "4"], "recordIdsToRemove": []})])
+    ordered.put(url, json={"recordsIdsAdded": [], "recordIdsRemoved": ["1", "2"],
+                           "recordIdsMissing": []},
+                match=[matchers.json_params_matcher(
+                    {"recordIdsToAdd": [], "recordIdsToRemove": ["1", "2"]})])
+    ordered.put(url, json={"recordsIdsAdded": ["3"], "recordIdsRemoved": [],
+                           "recordIdsMissing": ["4"]},
+                match=[matchers.json_params_matcher(
+                    {"recordIdsToAdd": ["3", "4"], "recordIdsToRemove": []})])
     connector = make_connector(membership_batch_size=4)
     result = connector.apply(TargetRef("77", "l"), Batch(("3", "4"), ("1", "2")))
     assert result.failed == {}
+    assert result.unknown == {}  # the refused call proved nothing, the halves did
+    assert result.gone == frozenset({"4"})
+    assert result.api_calls == 3
     assert connector.max_batch == 2
 
 
@@ -551,17 +565,22 @@ def test_ensure_field_refuses_a_foreign_property(mocked: responses.RequestsMock)
         make_connector().ensure_field(["A"])
 
 
-def test_write_field_batches_100_and_records_207_failures(mocked: responses.RequestsMock) -> None:
+def test_write_field_batches_100_and_trusts_only_results(mocked: responses.RequestsMock) -> None:
     url = f"{BASE}/crm/v3/objects/contacts/batch/update"
-    mocked.post(url, json={"status": "COMPLETE", "results": []})
-    mocked.post(url, status=207, json={"status": "COMPLETE", "results": [], "numErrors": 1,
-                                       "errors": [{"status": "error",
-                                                   "category": "OBJECT_NOT_FOUND",
-                                                   "message": "Could not find",
-                                                   "context": {"ids": ["150"]}}]})
+    mocked.post(url, json={"status": "COMPLETE", "results": [
+        {"id": str(i), "properties": {}} for i in range(1, 100)]})  # "100" is not listed
+    mocked.post(url, status=207, json={"status": "COMPLETE", "numErrors": 1, "results": [
+        {"id": str(i), "properties": {}} for i in range(101, 150)],
+        "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                    "message": "Could not find", "context": {"ids": ["150"]}}]})
     updates = {str(i): ("A", "B") if i % 2 else () for i in range(1, 151)}
     result = make_connector().write_field(updates)
-    assert result.failed == {"150": "OBJECT_NOT_FOUND: Could not find"}
+    # OBJECT_NOT_FOUND used to be a failure: the record does not exist, so it is gone.
+    assert result.gone == frozenset({"150"})
+    assert result.failed == {}
+    # A 200 proves only the ids in results[]: "100" may or may not have been written.
+    assert list(result.unknown) == ["100"]
+    assert "results[]" in result.unknown["100"]
     assert result.api_calls == 2
     first = json.loads(mocked.calls[0].request.body)["inputs"]
     assert len(first) == 100

@@ -64,6 +64,17 @@ def test_batch_failures_and_membership_outcome() -> None:
     ]}
     assert m.batch_failures(body) == {"1": "OBJECT_NOT_FOUND: gone", "2": "OBJECT_NOT_FOUND: gone"}
     assert m.batch_failures({}) == {}
+    # "" ids name no record; nested detail contexts name records too.
+    unattributed = {"errors": [
+        {"category": "VALIDATION_ERROR", "message": "x", "context": {"ids": [""]}},
+        {"category": "VALIDATION_ERROR", "message": "y", "context": {},
+         "errors": [{"message": "bad", "context": {"ids": ["5"]}}]},
+    ]}
+    assert m.batch_failures(unattributed) == {"5": "VALIDATION_ERROR: y"}
+    errors = m.batch_errors(unattributed)
+    assert [e.ids for e in errors] == [(), ("5",)]
+    assert not any(e.not_found for e in errors)
+    assert m.batch_errors(body)[0].not_found
     assert m.membership_outcome(
         {"recordsIdsAdded": ["1"], "recordIdsRemoved": ["2"], "recordIdsMissing": ["3"]}
     ) == (["1"], ["2"], ["3"])
@@ -160,15 +171,38 @@ def test_option_values_never_contain_the_separator() -> None:
                               {"id": "2", "properties": {"p": ""}}]
 
 
-def test_id_window_checks_order_and_stops_on_total() -> None:
-    window = IdWindow("contacts", 2)
-    assert window.advance([{"id": "1"}, {"id": "2"}]) is True
+def test_id_window_checks_order_and_follows_paging_next() -> None:
+    window = IdWindow("contacts")
+    assert window.advance([{"id": "1"}, {"id": "2"}], "2") is True
     assert window.last_id == "2"
-    assert window.advance([{"id": "3"}, {"id": "4"}], total=2) is False
+    assert window.after == "0"  # re-anchored: HubSpot's cursor is not needed
+    # A short page that still carries paging.next does not end the pull (it used to).
+    assert window.advance([{"id": "3"}], "200") is True
+    assert (window.last_id, window.after) == ("3", "0")
+    # Only the absence of paging.next ends it, even on a full page.
+    assert window.advance([{"id": "4"}, {"id": "5"}], None) is False
     with pytest.raises(UnsortedPage):
-        IdWindow("contacts", 2).advance([{"id": "5"}, {"id": "4"}])
+        IdWindow("contacts").advance([{"id": "5"}, {"id": "4"}], None)
     with pytest.raises(UnsortedPage):
-        IdWindow("contacts", 2, last_id="9").advance([{"id": "9"}])
+        IdWindow("contacts", last_id="9").advance([{"id": "9"}], None)
+
+
+def test_id_window_follows_empty_pages_on_the_same_anchor_and_stops_loops() -> None:
+    window = IdWindow("contacts", last_id="7")
+    assert window.advance([], "200") is True  # nothing to re-anchor on: follow the cursor
+    assert (window.last_id, window.after) == ("7", "200")
+    assert window.advance([{"id": "8"}], "201") is True
+    assert (window.last_id, window.after) == ("8", "0")
+    with pytest.raises(CrmDataError, match="repeats a request"):
+        IdWindow("contacts").advance([], "0")  # the very request just made
+    looping = IdWindow("contacts", last_id="3")
+    looping.advance([], "400")
+    with pytest.raises(CrmDataError, match="repeats a request"):
+        looping.advance([], "400")
+    with pytest.raises(CrmDataError, match="10,000"):
+        IdWindow("contacts").advance([], "10000")
+    assert IdWindow("contacts").advance([], "9800") is True
+    assert IdWindow("contacts").advance([], None) is False
 
 
 def test_after_cursor_detects_loops() -> None:

@@ -12,6 +12,7 @@ import pytest
 from connectors.base import Page, PullRequest
 from connectors.hubspot import HubSpotConnector
 from connectors.hubspot import mapping as m
+from connectors.hubspot.settings import DEFAULT_ACTIVITY_TYPES
 from tests.connectors.hubspot_helpers import FakeTime, make_connector
 from tests.emulators.hubspot import Clock, HubSpotEmulator
 
@@ -67,6 +68,35 @@ def test_activity_kinds_and_email_directions(hs: HubSpotEmulator) -> None:
     assert all(c == person for _, c, _ in rows(pages))
     assert f"calls:{old}" not in {i for i, _, _ in rows(pages)}  # outside the look-back
     assert pages[-1].present_ids == frozenset(i for i, _, _ in rows(pages))
+
+
+def test_incoming_emails_are_activity_by_default(hs: HubSpotEmulator) -> None:
+    """INCOMING_EMAIL -> email_received; EMAIL and FORWARDED_EMAIL -> email_sent."""
+    person = hs.add_contact(email="a@example.com")
+    made: dict[str, str] = {}
+    for name, props in [
+        ("incoming", {"hs_email_direction": "INCOMING_EMAIL"}),
+        ("incoming, odd status", {"hs_email_direction": "INCOMING_EMAIL",
+                                  "hs_email_status": "BOUNCED"}),
+        ("sent", {"hs_email_direction": "EMAIL", "hs_email_status": "SENT"}),
+        ("forwarded", {"hs_email_direction": "FORWARDED_EMAIL", "hs_email_status": "SENT"}),
+        ("bounced", {"hs_email_direction": "EMAIL", "hs_email_status": "BOUNCED"}),
+        ("forward failed", {"hs_email_direction": "FORWARDED_EMAIL", "hs_email_status": "FAILED"}),
+    ]:
+        made[name] = hs.add_engagement("emails", hs_timestamp=T0 - dt.timedelta(days=1), **props)
+        hs.associate("emails", made[name], "contacts", person)
+    # The default email mapping; other kinds off so the emulator's 5 searches/s hold.
+    emails_only = {**DEFAULT_ACTIVITY_TYPES, "calls": "", "meetings": "", "notes": "",
+                   "tasks": ""}
+    conn = connector(hs, activity_types=emails_only)
+    kinds = {i.split(":")[1]: t for i, _, t in rows(pull(conn, "activities"))}
+    assert kinds == {made["incoming"]: "email_received",
+                     made["incoming, odd status"]: "email_received",
+                     made["sent"]: "email_sent", made["forwarded"]: "email_sent"}
+    assert conn.api_usage()["search emails"] == 1  # one search serves both directions
+    only_sent = connector(hs, activity_types={**emails_only, "incoming_emails": ""})
+    kinds = {i.split(":")[1]: t for i, _, t in rows(pull(only_sent, "activities"))}
+    assert kinds == {made["sent"]: "email_sent", made["forwarded"]: "email_sent"}
 
 
 def test_disabled_kinds_cost_no_calls(hs: HubSpotEmulator) -> None:

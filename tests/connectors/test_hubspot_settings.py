@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import connectors
+from connectors.base import ACTIVITY_TYPES
 from connectors.hubspot import SETTINGS_KEYS, HubSpotConnector, HubSpotSettings, parse_settings
 from segment_rules.errors import Problem
 from segment_rules.tables import TableReader
@@ -69,6 +70,16 @@ def test_tiers_and_explicit_budget(tmp_path: Path) -> None:
     assert config(tmp_path, 'tier = "enterprise"').crm.requests_per_10s == 190  # type: ignore[attr-defined]
     explicit = config(tmp_path, 'tier = "starter"\nrequests_per_10s = 80').crm
     assert explicit.requests_per_10s == 80  # type: ignore[attr-defined]
+
+
+def test_incoming_emails_default_to_email_received(tmp_path: Path) -> None:
+    settings = config(tmp_path, "").crm
+    assert isinstance(settings, HubSpotSettings)
+    assert settings.activity_types["incoming_emails"] == "email_received"
+    assert settings.activity_types["emails"] == "email_sent"
+    assert "email_received" in ACTIVITY_TYPES  # a canonical type rules can name
+    skipped = config(tmp_path, '[crm.activity_types]\nincoming_emails = ""').crm
+    assert skipped.activity_types["incoming_emails"] == ""  # type: ignore[attr-defined]
 
 
 def test_mappings_merge_with_defaults(tmp_path: Path) -> None:

@@ -37,7 +37,11 @@ Emulated (current APIs only; the sunset v1 lists/contacts endpoints answer 404):
   ids / name, search (offset paging), rename, delete/restore, memberships add / remove /
   add-and-remove (``recordsIdsAdded`` sic, ``recordIdsRemoved``, ``recordIdsMissing``; DYNAMIC
   lists refused; configurable per-call id cap), clear, paged reads (limit<=250, after/before),
-  join-order reads, a record's lists.
+  join-order reads, a record's lists, and ``POST /crm/v3/lists/records/memberships/batch/read``
+  (scope ``crm.lists.read``; ``{"inputs": [{"objectTypeId", "recordId"}]}`` validated as the
+  Lists v3 spec's ``BatchInputRecordIdInput``, at most 100 inputs -> 400 above; answers
+  ``BatchResponseRecordIdWithMemberships`` with ``firstAddedTimestamp`` /
+  ``lastAddedTimestamp`` per list, 207 with an OBJECT_NOT_FOUND error for unknown ids).
 * Properties v3 (any object type): list/get/create/PATCH (options list replaced)/archive,
   property groups list/get/create; enumeration values validated on write (``;``-joined for
   checkboxes). Deal pipelines: ``GET /crm/v3/pipelines/deals`` (default stages).
@@ -46,12 +50,30 @@ Emulated (current APIs only; the sunset v1 lists/contacts endpoints answer 404):
   ``X-HubSpot-RateLimit-*`` headers on non-search responses; windows scale with ``time_scale``.
 * Faults (``hs.inject(Fault(...))``): status codes, 429 by policy, expired token, delay, cut
   connection, malformed JSON, HTML error page, partial failures (batch 207 / missing list ids),
-  empty results (a permission change hiding every record).
+  empty results (a permission change hiding every record). Post-commit loss on any endpoint
+  -- the request is processed, then its answer is lost: ``status`` / ``html`` /
+  ``malformed_json`` with ``reach=True`` (a 502/503/504 or a truncated body after the
+  commit), ``delay`` (late answer; ``hold=`` an Event instead of real seconds),
+  ``disconnect`` (cut mid-body; ``abort=True`` resets the connection before any byte).
+  ``Fault.reached`` is set once a request it fired on was processed, and every recorded
+  request says whether it was ``processed``. ``unattributed``: batch update / list
+  memberships answer 207 with an error whose ``context.ids`` is ``[""]`` or ``[]``
+  (``context_ids=``) while the affected ids (``ids=``, default all) are written or not
+  (``applied=``) and left out of ``results[]`` / all three membership arrays.
+  ``short_page``: a search page with fewer results than ``limit`` (``keep=``) that still
+  carries ``paging.next.after`` while more records match (fact sheet 2026-12 update, 8).
+* Merges (seeding API ``merge_objects`` / ``merge_contacts``): the primary keeps its id, gains
+  ``hs_merged_object_ids``, a new modified date and the absorbed record's associations
+  (hence its activity); the absorbed id is no record any more (reads redirect, list writes
+  and the memberships batch read call it missing). Its static list memberships move to the
+  primary or are dropped -- unverified in HubSpot (fact sheet 2026-12 update, 7), so both
+  are emulated: ``HubSpotEmulator(merge_memberships="move"|"drop")`` or per merge.
 * Observability: every request recorded; ``count``, ``write_requests``, ``requests_to``,
   ``foreign_writes`` (writes touching lists/properties seeded as not segsync's), rate stats.
 
 Deliberately not emulated: search-index lag (writes are immediately searchable), create /
-upsert / archive / merge / GDPR-delete over HTTP (use the seeding API), date-versioned
+upsert / archive / merge / GDPR-delete over HTTP (use the seeding API; segsync never
+merges or deletes records), date-versioned
 (``/crm/objects/2026-03``) paths, OAuth v3, custom objects, ticket/product/line-item types,
 list filters evaluation (DYNAMIC lists never change), the list-count caps per tier, daily quota
 reset at midnight, webhooks, exports/imports, v4 association writes, ``hs_lastmodifieddate`` on
@@ -81,7 +103,7 @@ from tests.emulators.hubspot_model import OBJECT_TYPE_IDS, Clock, ForeignWrite, 
 from tests.emulators.hubspot_routes import ApiLimits
 from tests.emulators.hubspot_search import SearchLimits
 from tests.emulators.hubspot_server import DEFAULT_SCOPES, AuthStore, HttpFrontend, HubSpotApp
-from tests.emulators.hubspot_state import HubSpotState
+from tests.emulators.hubspot_state import MERGE_MEMBERSHIPS, HubSpotState
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -119,10 +141,18 @@ class HubSpotEmulator:
         portal_id: int = 123456,
         app_id: int = 987654,
         monotonic: Callable[[], float] = time.monotonic,
+        merge_memberships: str = "move",
     ) -> None:
+        """``merge_memberships``: what a merge does with the absorbed record's static list
+        memberships, "move" (to the primary) or "drop" (unverified in HubSpot)."""
         grant = frozenset(scopes) if scopes is not None else DEFAULT_SCOPES
         self.token = token
         self.state = HubSpotState(clock or Clock())
+        if merge_memberships not in MERGE_MEMBERSHIPS:
+            raise ValueError(
+                f"merge_memberships must be one of {MERGE_MEMBERSHIPS}, got {merge_memberships!r}"
+            )
+        self.state.merge_memberships = merge_memberships
         self.auth = AuthStore(
             private_tokens={token: grant},
             client_id=oauth_client_id,
@@ -279,15 +309,27 @@ class HubSpotEmulator:
         with self.state.lock:
             self.state.restore(self.state.require_record(_check_type(object_type), object_id))
 
-    def merge_objects(self, object_type: str, primary_id: str, absorbed_id: str) -> None:
-        """Survivor gains ``hs_merged_object_ids``, a new modified date, the absorbed record's
-        associations and list memberships; the absorbed id vanishes (no archive entry) and
-        reads of it redirect to the survivor."""
+    def merge_objects(
+        self,
+        object_type: str,
+        primary_id: str,
+        absorbed_id: str,
+        *,
+        memberships: str | None = None,
+    ) -> None:
+        """Survivor gains ``hs_merged_object_ids``, a new modified date and the absorbed
+        record's associations; the absorbed id vanishes (no archive entry) and reads of it
+        redirect to the survivor. Its list memberships move to the survivor or are dropped
+        (``memberships`` "move"/"drop", default the emulator's ``merge_memberships``)."""
         with self.state.lock:
-            self.state.merge(_check_type(object_type), primary_id, absorbed_id)
+            self.state.merge(
+                _check_type(object_type), primary_id, absorbed_id, memberships=memberships
+            )
 
-    def merge_contacts(self, primary_id: str, absorbed_id: str) -> None:
-        self.merge_objects("contacts", primary_id, absorbed_id)
+    def merge_contacts(
+        self, primary_id: str, absorbed_id: str, *, memberships: str | None = None
+    ) -> None:
+        self.merge_objects("contacts", primary_id, absorbed_id, memberships=memberships)
 
     def associate(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -11,22 +12,52 @@ from typing import Any
 
 
 class FaultKind(StrEnum):
-    STATUS = "status"  # plain error status: 500/502/503/504/423/... (429 gets the rate-limit body)
+    STATUS = "status"  # error status: 500/502/503/504/423/... (429 gets the rate-limit body);
+    #                    with reach=True the request is processed first (post-commit loss)
     RATE_LIMIT = "rate_limit"  # 429 with policyName (+ optional Retry-After)
     EXPIRED_TOKEN = "expired_token"  # 401 EXPIRED_AUTHENTICATION
-    DELAY = "delay"  # process, then hold the response for `delay` seconds (real time)
-    DISCONNECT = "disconnect"  # process, send headers + half the body, close the socket
-    MALFORMED_JSON = "malformed_json"  # 200 whose body is truncated JSON
-    HTML = "html"  # HTML error page with `status` (default 502; 200 also useful)
-    PARTIAL = "partial"  # batch update -> 207, batch read -> 207, list memberships -> ids missing
+    DELAY = "delay"  # process, then hold the response for `delay` seconds or until `hold` is set
+    DISCONNECT = "disconnect"  # process, send headers + half the body, close the socket;
+    #                            abort=True: process, then reset the connection (no byte sent)
+    MALFORMED_JSON = "malformed_json"  # 200 whose body is truncated JSON; reach=True: process,
+    #                                    then send the real answer cut in half (its own status)
+    HTML = "html"  # HTML error page with `status` (default 502; 200 also useful); reach=True:
+    #                process first
+    PARTIAL = "partial"  # per-record refusal of `ids`: batch update / list memberships -> 207
+    #                      whose error (`category`) names them, not written; a *NOT_FOUND
+    #                      category -> OBJECT_NOT_FOUND error / recordIdsMissing instead;
+    #                      batch reads -> 207 OBJECT_NOT_FOUND
     EMPTY = "empty"  # 200 with no results (search / object listing), as when a permission
     #                  change hides every record from the app
+    UNATTRIBUTED = "unattributed"  # batch update / list memberships: 207 whose error names no
+    #                                record (context.ids = `context_ids`), the affected `ids`
+    #                                (default: all) written or not (`applied`) and left out of
+    #                                results[] / recordsIdsAdded / recordIdsRemoved / recordIdsMissing
+    SHORT_PAGE = "short_page"  # search: only the first `keep` results of the page (default
+    #                            half), yet paging.next.after present while more match
+
+
+#: Kinds that answer without touching the portal unless ``reach=True`` is given.
+REACHABLE = frozenset({FaultKind.STATUS, FaultKind.MALFORMED_JSON, FaultKind.HTML})
+#: Kinds that act on a processed request's answer (the portal changed before the answer).
+AFTER_PROCESSING = frozenset({FaultKind.DELAY, FaultKind.DISCONNECT, FaultKind.PARTIAL,
+                              FaultKind.UNATTRIBUTED, FaultKind.SHORT_PAGE})
 
 
 @dataclass
 class Fault:
     """One fault rule. It matches requests by method and path prefix, lets the first ``after``
-    matching requests through, then fires ``times`` times (``None`` = forever)."""
+    matching requests through, then fires ``times`` times (``None`` = forever).
+
+    Post-commit loss -- HubSpot did the work, the client never learns it -- is what the
+    exact-state logic of segsync has to survive, so every way an answer can be lost after
+    the request was processed is available: ``status`` with ``reach=True`` (a 502/503/504
+    from a gateway after the backend committed), ``disconnect`` (cut mid-body) or
+    ``disconnect`` with ``abort=True`` (connection reset, no byte of the answer),
+    ``delay`` (a late answer: the client times out), ``malformed_json`` with
+    ``reach=True`` (a truncated body). ``reached`` is set once a request this rule fired
+    on has been processed, so a test can wait for the commit without sleeping.
+    """
 
     kind: FaultKind | str
     path_prefix: str | None = None
@@ -37,16 +68,49 @@ class Fault:
     policy_name: str = "TEN_SECONDLY_ROLLING"
     retry_after: str | None = None
     delay: float = 0.0
-    ids: tuple[str, ...] = ()  # PARTIAL: record ids that fail; empty = the last input
+    ids: tuple[str, ...] = ()  # PARTIAL: failing ids (empty: the last input);
+    #                            UNATTRIBUTED: affected ids (empty: every input)
+    reach: bool = False  # STATUS / MALFORMED_JSON / HTML: process the request first
+    abort: bool = False  # DISCONNECT: reset the connection before any byte of the answer
+    hold: threading.Event | None = None  # DELAY: answer only once this is set (or at stop)
+    context_ids: tuple[str, ...] = ("",)  # UNATTRIBUTED: the error's context.ids ((): [])
+    applied: bool = True  # UNATTRIBUTED: whether the affected ids are written
+    keep: int | None = None  # SHORT_PAGE: results kept (None: half the page, rounded down)
+    category: str = "VALIDATION_ERROR"  # PARTIAL on writes: the refusal's error category
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
+    reached: threading.Event = field(
+        default_factory=threading.Event, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
         if self.kind is FaultKind.STATUS and self.status is None:
             raise ValueError("Fault(kind='status') needs status=")
+        if self.reach and self.kind not in REACHABLE:
+            raise ValueError(
+                f"reach=True only applies to {sorted(REACHABLE)}; {self.kind} always processes"
+                if self.kind in AFTER_PROCESSING
+                else f"reach=True does not apply to {self.kind}"
+            )
+        if self.abort and self.kind is not FaultKind.DISCONNECT:
+            raise ValueError("abort=True only applies to Fault(kind='disconnect')")
+        if self.hold is not None and self.kind is not FaultKind.DELAY:
+            raise ValueError("hold= only applies to Fault(kind='delay')")
+        if self.keep is not None and self.keep < 0:
+            raise ValueError("keep must be >= 0")
         if self.method is not None:
             self.method = self.method.upper()
+
+    @property
+    def not_found(self) -> bool:
+        """PARTIAL: the failing records are reported as not existing (not as refused)."""
+        return self.category.upper().endswith("NOT_FOUND")
+
+    @property
+    def processes(self) -> bool:
+        """Whether a request this rule fires on is processed (the portal may change)."""
+        return self.kind in AFTER_PROCESSING or self.reach
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -220,6 +284,9 @@ class RecordedRequest:
     t: float  # time.monotonic() at arrival
     fault: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The endpoint handler ran to completion: whatever the request changes was committed,
+    #: whatever the client then received (post-commit faults answer an error or nothing).
+    processed: bool = False
 
     @property
     def is_write(self) -> bool:

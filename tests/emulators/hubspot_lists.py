@@ -1,4 +1,13 @@
-"""Lists v3 endpoints of the HubSpot emulator (static MANUAL/SNAPSHOT lists and memberships)."""
+"""Lists v3 endpoints of the HubSpot emulator (static MANUAL/SNAPSHOT lists and memberships).
+
+Membership writes answer ``MembershipsUpdateResponse`` (``recordsIdsAdded`` sic); with an
+UNATTRIBUTED fault they answer 207 with an error whose ``context.ids`` names no record and
+leave the affected ids out of all three arrays. ``POST /crm/v3/lists/records/memberships/
+batch/read`` answers every live list each input record is in (``BatchInputRecordIdInput``
+-> ``BatchResponseRecordIdWithMemberships``, Lists v3 spec), 207 with an OBJECT_NOT_FOUND
+error for records that do not exist (the error's ``context.ids`` key is an emulator
+assumption; HubSpot documents only that ``context`` maps keys to id lists).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,15 @@ from tests.emulators.hubspot_model import (
     not_found,
     validation_error,
 )
-from tests.emulators.hubspot_routes import SEG, Ctx, Handler, Reply, RouteGroup
+from tests.emulators.hubspot_routes import (
+    SEG,
+    Ctx,
+    Handler,
+    Reply,
+    RouteGroup,
+    batch_error,
+    batch_reply,
+)
 
 PROCESSING_TYPES = frozenset({"MANUAL", "SNAPSHOT", "DYNAMIC"})
 
@@ -40,6 +57,7 @@ class ListRoutes(RouteGroup):
                 self.record_lists,
                 False,
             ),
+            ("POST", f"{lists}/records/memberships/batch/read", self.records_batch_read, False),
             ("GET", lid, self.list_get, False),
             ("DELETE", lid, self.list_delete, False),
             ("PUT", rf"{lid}/restore", self.list_restore, False),
@@ -210,26 +228,56 @@ class ListRoutes(RouteGroup):
             )
 
     @staticmethod
-    def _membership_reply(added: list[str], removed: list[str], missing: list[str]) -> Reply:
+    def _membership_reply(
+        ctx: Ctx,
+        added: list[str],
+        removed: list[str],
+        missing: list[str],
+        hidden: set[str],
+        refused: list[str],
+    ) -> Reply:
+        """``MembershipsUpdateResponse``; 207 with errors when UNATTRIBUTED or PARTIAL fired."""
         # "recordsIdsAdded" (sic) is HubSpot's key (fact sheet §14.12).
-        return Reply(
-            200,
-            {"recordsIdsAdded": added, "recordIdsRemoved": removed, "recordIdsMissing": missing},
+        body: dict[str, Json] = {
+            "recordsIdsAdded": [i for i in added if i not in hidden],
+            "recordIdsRemoved": [i for i in removed if i not in hidden],
+            "recordIdsMissing": [i for i in missing if i not in hidden],
+        }
+        errors = [e for e in (ctx.unattributed_error(),) if e is not None]
+        if refused:
+            errors.append(ctx.partial_error(refused))
+        if not errors:
+            return Reply(200, body)
+        body["numErrors"] = len(errors)
+        body["errors"] = errors
+        return Reply(207, body)
+
+    def _change(self, ctx: Ctx, lst: HsList, to_add: list[str], to_remove: list[str]) -> Reply:
+        """Remove, then add. PARTIAL refuses ids (an error names them; with a NOT_FOUND
+        category they are reported missing instead); UNATTRIBUTED hides (and may skip) ids."""
+        self._check_cap(len(to_add) + len(to_remove))
+        failing = ctx.partial_ids(to_add + to_remove)
+        refused = set() if ctx.partial is None or ctx.partial.not_found else failing
+        hidden = ctx.unattributed_ids(to_add + to_remove)
+        skip = hidden if ctx.unattributed is not None and not ctx.unattributed.applied else set()
+        skip = skip | refused
+        removed, missing_r = self.state.remove_members(
+            lst, [i for i in to_remove if i not in skip], force_missing=failing - refused
         )
+        added, missing_a = self.state.add_members(
+            lst, [i for i in to_add if i not in skip], force_missing=failing - refused
+        )
+        missing = list(dict.fromkeys(missing_a + missing_r))
+        named = [i for i in (*to_add, *to_remove) if i in refused]
+        return self._membership_reply(ctx, added, removed, missing, hidden, named)
 
     def members_add(self, ctx: Ctx, list_id: str) -> Reply:
         lst = self._membership_list(ctx, list_id, "add")
-        ids = self._id_array(ctx, ctx.body, "request body")
-        self._check_cap(len(ids))
-        added, missing = self.state.add_members(lst, ids, force_missing=ctx.partial_ids(ids))
-        return self._membership_reply(added, [], missing)
+        return self._change(ctx, lst, self._id_array(ctx, ctx.body, "request body"), [])
 
     def members_remove(self, ctx: Ctx, list_id: str) -> Reply:
         lst = self._membership_list(ctx, list_id, "remove")
-        ids = self._id_array(ctx, ctx.body, "request body")
-        self._check_cap(len(ids))
-        removed, missing = self.state.remove_members(lst, ids, force_missing=ctx.partial_ids(ids))
-        return self._membership_reply([], removed, missing)
+        return self._change(ctx, lst, [], self._id_array(ctx, ctx.body, "request body"))
 
     def members_add_remove(self, ctx: Ctx, list_id: str) -> Reply:
         lst = self._membership_list(ctx, list_id, "add-and-remove")
@@ -237,11 +285,7 @@ class ListRoutes(RouteGroup):
         ctx.required(body, "MembershipChangeRequest", "recordIdsToAdd", "recordIdsToRemove")
         to_add = self._id_array(ctx, body.get("recordIdsToAdd", []), "recordIdsToAdd")
         to_remove = self._id_array(ctx, body.get("recordIdsToRemove", []), "recordIdsToRemove")
-        self._check_cap(len(to_add) + len(to_remove))
-        failing = ctx.partial_ids(to_add + to_remove)
-        removed, missing_r = self.state.remove_members(lst, to_remove, force_missing=failing)
-        added, missing_a = self.state.add_members(lst, to_add, force_missing=failing)
-        return self._membership_reply(added, removed, list(dict.fromkeys(missing_a + missing_r)))
+        return self._change(ctx, lst, to_add, to_remove)
 
     def members_clear(self, ctx: Ctx, list_id: str) -> Reply:
         lst = self._membership_list(ctx, list_id, "clear")
@@ -298,16 +342,79 @@ class ListRoutes(RouteGroup):
             body["paging"] = {"next": {"after": encode_cursor(start + limit)}}
         return Reply(200, body)
 
-    def record_lists(self, ctx: Ctx, type_id: str, record_id: str) -> Reply:
-        ctx.require("crm.lists.read")
-        results = [
+    def _memberships_of(self, type_id: str, record_id: str) -> list[Json]:
+        """``RecordListMembership`` of every live list of ``type_id`` the record is in."""
+        return [
             {
                 "listId": lst.list_id,
                 "listVersion": lst.list_version,
-                "firstAddedTimestamp": iso_ms(lst.members[record_id]),
+                "firstAddedTimestamp": iso_ms(
+                    lst.first_added.get(record_id, lst.members[record_id])
+                ),
                 "lastAddedTimestamp": iso_ms(lst.members[record_id]),
             }
             for lst in self.state.lists.values()
             if lst.deleted_at is None and lst.object_type_id == type_id and record_id in lst.members
         ]
+
+    def record_lists(self, ctx: Ctx, type_id: str, record_id: str) -> Reply:
+        ctx.require("crm.lists.read")
+        results = self._memberships_of(type_id, record_id)
         return Reply(200, {"results": results, "total": len(results)})
+
+    def records_batch_read(self, ctx: Ctx) -> Reply:
+        """The lists of up to ``record_memberships_batch_inputs`` records (spec: 200 or 207).
+
+        A record that does not exist -- never created, archived, or the absorbed side of a
+        merge (merge redirects are not followed: the answer must be about the id asked) --
+        is named by an OBJECT_NOT_FOUND error; so are ids a PARTIAL fault picks.
+        """
+        ctx.require("crm.lists.read")
+        body = ctx.json_object()
+        ctx.required(body, "BatchInputRecordIdInput", "inputs")
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list):
+            raise validation_error("Invalid input JSON: 'inputs' must be an array")
+        cap = self.limits.record_memberships_batch_inputs
+        if len(inputs) > cap:
+            raise validation_error(f"Too many inputs: {len(inputs)} (the maximum is {cap})")
+        asked: list[tuple[str, str]] = []
+        for item in inputs:
+            if not isinstance(item, dict):
+                raise validation_error("Invalid input JSON: every input must be an object")
+            ctx.required(item, "RecordIdInput", "objectTypeId", "recordId")
+            type_id, record_id = item.get("objectTypeId"), item.get("recordId")
+            if ctx.strict and not (isinstance(type_id, str) and isinstance(record_id, str)):
+                raise validation_error(
+                    "Invalid input JSON: objectTypeId and recordId must be strings, got "
+                    f"{type_id!r}, {record_id!r}"
+                )
+            if str(type_id) not in TYPE_ID_TO_NAME:
+                raise validation_error(f"Unknown objectTypeId {type_id!r}")
+            asked.append((str(type_id), str(record_id)))
+        started = iso_ms(self.state.clock.now())
+        failing = ctx.partial_ids([record_id for _, record_id in asked])
+        results: list[Json] = []
+        missing: list[str] = []
+        for type_id, record_id in asked:
+            if record_id in failing or not self.state.record_exists(type_id, record_id):
+                missing.append(record_id)
+                continue
+            results.append(
+                {
+                    "objectTypeId": type_id,
+                    "recordId": record_id,
+                    "recordListMemberships": self._memberships_of(type_id, record_id),
+                }
+            )
+        errors = []
+        if missing:
+            errors.append(
+                batch_error(
+                    "OBJECT_NOT_FOUND",
+                    "Could not find records with the following ids; they may be deleted or "
+                    "never have existed.",
+                    {"ids": list(dict.fromkeys(missing))},
+                )
+            )
+        return batch_reply(results, errors, started, iso_ms(self.state.clock.now()))

@@ -321,6 +321,8 @@ class HsList:
     updated_at: datetime
     foreign: bool
     members: dict[str, datetime] = field(default_factory=dict)  # insertion order = join order
+    #: When each record first joined (kept across removals; a merge moves it with the member).
+    first_added: dict[str, datetime] = field(default_factory=dict)
     list_version: int = 1
     deleted_at: datetime | None = None
     filter_branch: dict[str, Json] | None = None

@@ -52,6 +52,7 @@ class ApiLimits:
     association_page_max: int = 500
     membership_page_max: int = 250
     membership_ids_per_call: int = 100_000
+    record_memberships_batch_inputs: int = 100
     list_search_count_max: int = 500
     search: SearchLimits = field(default_factory=SearchLimits)
 
@@ -84,6 +85,8 @@ class Ctx:
     base_url: str
     strict: bool
     partial: Fault | None = None
+    unattributed: Fault | None = None
+    short_page: Fault | None = None
 
     def q(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -125,6 +128,31 @@ class Ctx:
         if self.partial is None:
             return set()
         return set(self.partial.ids) if self.partial.ids else set(inputs[-1:])
+
+    def partial_error(self, ids: list[str]) -> dict[str, Json]:
+        """The 207 error of a PARTIAL refusal, naming the refused records."""
+        assert self.partial is not None
+        return batch_error(
+            self.partial.category,
+            "Some records could not be written; the CRM refused them.",
+            {"ids": list(dict.fromkeys(ids))},
+        )
+
+    def unattributed_ids(self, inputs: list[str]) -> set[str]:
+        """Ids an UNATTRIBUTED fault affects (its ``ids``, default every input)."""
+        if self.unattributed is None:
+            return set()
+        return set(self.unattributed.ids) if self.unattributed.ids else set(inputs)
+
+    def unattributed_error(self) -> dict[str, Json] | None:
+        """The 207 error entry that names no record (``context.ids`` empty or ``[""]``)."""
+        if self.unattributed is None:
+            return None
+        return batch_error(
+            "VALIDATION_ERROR",
+            "One or more records could not be processed.",
+            {"ids": list(self.unattributed.context_ids)},
+        )
 
     def json_object(self) -> dict[str, Json]:
         if not isinstance(self.body, dict):
@@ -441,10 +469,18 @@ class ObjectRoutes(RouteGroup):
                 )
                 clean[name] = self.state.validate_value(object_type, name, text)
             planned.append((str(item["id"]), clean, item.get("idProperty")))
+        # PARTIAL: some records refused (or reported not found); they are not written.
         failing = ctx.partial_ids(ids)
+        refused = [] if ctx.partial is None or ctx.partial.not_found else failing
+        # UNATTRIBUTED: the affected records are written (or not) but left out of results[],
+        # and the 207 error that covers them names no record (fact sheet 2026-12 update, 8).
+        affected = ctx.unattributed_ids(ids)
+        skip = affected if ctx.unattributed is not None and not ctx.unattributed.applied else set()
         results: list[Json] = []
         missing: list[str] = []
         for oid, props, id_property in planned:
+            if oid in refused:
+                continue
             record = (
                 self.state.find_by_property(object_type, id_property, oid)
                 if id_property
@@ -453,13 +489,22 @@ class ObjectRoutes(RouteGroup):
             if record is None or oid in failing:
                 missing.append(oid)
                 continue
+            if oid in skip:
+                continue
             for name in props:
                 prop = self.state.property_def(object_type, name)
                 if prop is not None and prop.foreign and not prop.hubspot_defined:
                     self._foreign(ctx, "property_value", name, f"{object_type}/{record.object_id}")
             self.state.update_record(record, props, source="INTEGRATION")
-            results.append(object_json(record, list(props)))
+            if oid not in affected:
+                results.append(object_json(record, list(props)))
         errors = []
+        unattributed = ctx.unattributed_error()
+        if unattributed is not None:
+            errors.append(unattributed)
+        named = [oid for oid in ids if oid in refused]
+        if named and ctx.partial is not None:
+            errors.append(ctx.partial_error(named))
         if missing:
             errors.append(
                 batch_error(
@@ -475,12 +520,22 @@ class ObjectRoutes(RouteGroup):
         ctx.require(object_scope(object_type, "read"))
         request = parse_search_request(ctx.body, self.limits.search, strict=ctx.strict)
         page = run_search(self.state, object_type, request)
+        results, next_after = page.results, page.next_after
+        if ctx.short_page is not None:
+            # HubSpot may answer fewer results than ``limit`` while more match (fact sheet
+            # 2026-12 update, 8). The cursor points just past what was returned, so no
+            # record is skipped whichever way a client pages on; like HubSpot's, it is
+            # there exactly while more records match.
+            keep = ctx.short_page.keep
+            results = results[: len(results) // 2 if keep is None else keep]
+            shown = request.after + len(results)
+            next_after = str(shown) if shown < page.total else None
         body: dict[str, Json] = {
             "total": page.total,
-            "results": [object_json(r, request.properties) for r in page.results],
+            "results": [object_json(r, request.properties) for r in results],
         }
-        if page.next_after is not None:
-            body["paging"] = {"next": {"after": page.next_after}}
+        if next_after is not None:
+            body["paging"] = {"next": {"after": next_after}}
         return Reply(200, body)
 
     # ------------------------------------------------------------------ associations v4

@@ -1,5 +1,10 @@
 """HTTP side of the HubSpot emulator: ThreadingHTTPServer, routing, auth/OAuth, rate limits,
 fault injection and the request log. Endpoint bodies are in ``hubspot_routes.py``.
+
+Faults either answer instead of the portal (the request changes nothing) or act after the
+request was processed (:attr:`Fault.processes`): the handler commits, then the answer is
+replaced (a 5xx, an HTML page, a truncated body), held back (late answer), cut mid-body or
+never sent (connection reset). ``RecordedRequest.processed`` says which happened.
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import traceback
@@ -18,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.emulators.hubspot_control import (
+    REACHABLE,
     Fault,
     FaultBook,
     FaultKind,
@@ -102,6 +109,10 @@ class Outcome:
     delay: float = 0.0
     disconnect: bool = False
     fault: str | None = None
+    abort: bool = False  # reset the connection without sending a byte
+    hold: threading.Event | None = None  # answer only once set (or when the server stops)
+    processed: bool = False  # the handler committed the request
+    rule: Fault | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +183,24 @@ class HubSpotApp:
                 )
             if is_write_request(method, path):
                 self.state.touch()  # whatever the handler changed, no cached search survives
-            status = 0 if outcome.disconnect else outcome.reply.status
+            status = 0 if outcome.disconnect or outcome.abort else outcome.reply.status
             if status == 429 and outcome.fault is not None:
                 self.injected_429s += 1
             self.log.append(
-                RecordedRequest(method, path, query, body, status, arrival, outcome.fault, headers)
+                RecordedRequest(
+                    method,
+                    path,
+                    query,
+                    body,
+                    status,
+                    arrival,
+                    outcome.fault,
+                    headers,
+                    processed=outcome.processed,
+                )
             )
+            if outcome.rule is not None and outcome.processed:
+                outcome.rule.reached.set()
         return outcome
 
     def _dispatch(
@@ -195,10 +218,11 @@ class HubSpotApp:
         if not public:
             self.limiter.observe(is_search=is_search)
         fault = self.faults.pick(method, path)
-        if fault is not None:
+        if fault is not None and not fault.processes:
             early = self._fault_reply(fault)
             if early is not None:
                 return Outcome(early, fault=str(fault.kind))
+        processed = False
         try:
             scopes: frozenset[str] = frozenset()
             if not public:
@@ -213,18 +237,29 @@ class HubSpotApp:
             ctx = Ctx(method, path, query, body, scopes, self.base_url, self.strict)
             if fault is not None and fault.kind is FaultKind.PARTIAL:
                 ctx.partial = fault
+            elif fault is not None and fault.kind is FaultKind.UNATTRIBUTED:
+                ctx.unattributed = fault
+            elif fault is not None and fault.kind is FaultKind.SHORT_PAGE:
+                ctx.short_page = fault
             reply = route.handler(ctx, **params)
+            processed = True
         except ApiError as exc:
             reply = self._error_reply(exc)
         if not public and not is_search:
             reply.headers.update(self.limiter.headers())
         if fault is None:
-            return Outcome(reply)
+            return Outcome(reply, processed=processed)
+        if fault.kind in REACHABLE:  # reach=True: the work is done, the answer is lost
+            reply = self._lost_reply(fault, reply)
         return Outcome(
             reply,
             delay=fault.delay if fault.kind is FaultKind.DELAY else 0.0,
-            disconnect=fault.kind is FaultKind.DISCONNECT,
+            disconnect=fault.kind is FaultKind.DISCONNECT and not fault.abort,
             fault=str(fault.kind),
+            abort=fault.abort,
+            hold=fault.hold,
+            processed=processed,
+            rule=fault,
         )
 
     def _match(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
@@ -254,6 +289,19 @@ class HubSpotApp:
             headers["Retry-After"] = retry_after
         return Reply(429, rate_limit_body(policy, cid, self.app_id), headers)
 
+    def _lost_reply(self, fault: Fault, real: Reply) -> Reply:
+        """What a client receives instead of ``real`` once the request was processed."""
+        if fault.kind is FaultKind.MALFORMED_JSON:
+            payload = real.payload()
+            return Reply(
+                fault.status or real.status,
+                raw=payload[: len(payload) // 2] or b"{",
+                headers=dict(real.headers),
+            )
+        lost = self._fault_reply(fault)
+        assert lost is not None  # STATUS and HTML always answer
+        return lost
+
     def _fault_reply(self, fault: Fault) -> Reply | None:
         kind = fault.kind
         if kind is FaultKind.RATE_LIMIT or (kind is FaultKind.STATUS and fault.status == 429):
@@ -273,7 +321,7 @@ class HubSpotApp:
             )
         if kind is FaultKind.EMPTY:
             return Reply(200, {"total": 0, "results": []})
-        return None  # DELAY, DISCONNECT and PARTIAL act on the normal response
+        return None  # DELAY, DISCONNECT, PARTIAL, UNATTRIBUTED, SHORT_PAGE act on the response
 
     # ------------------------------------------------------------------ auth
 
@@ -425,8 +473,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         outcome = self.server.app.handle(self.command, self.path, dict(self.headers.items()), raw)
-        if outcome.delay:
+        if outcome.hold is not None:
+            while not outcome.hold.wait(0.02) and not self.server.stopping.is_set():
+                pass
+        elif outcome.delay:
             self.server.stopping.wait(outcome.delay)
+        if outcome.abort:
+            self._reset()
+            return
         reply = outcome.reply
         payload = b"" if reply.status == 204 else reply.payload()
         try:
@@ -447,6 +501,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset (SO_LINGER 0) before any byte of an answer."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()
+        except OSError:
+            pass
 
 
 class HttpFrontend:

@@ -36,6 +36,8 @@ from tests.emulators.hubspot_model import (
 )
 
 DATETIME_TYPES = frozenset({"datetime", "date"})
+#: What a merge does with the absorbed record's static list memberships (unverified).
+MERGE_MEMBERSHIPS = ("move", "drop")
 
 _LIFECYCLE = [
     "subscriber",
@@ -214,6 +216,8 @@ class HubSpotState:
         self.foreign_writes: list[ForeignWrite] = []
         self._next_object_id = first_object_id
         self._next_list_id = 1
+        #: Default of :meth:`merge`'s ``memberships`` ("move" or "drop").
+        self.merge_memberships = "move"
         #: Bumped by every change a search could see (records, associations, property
         #: definitions); ``search_cache`` entries of an older version are stale.
         self.version = 0
@@ -488,8 +492,27 @@ class HubSpotState:
         self.touch()
         self.update_record(record, {})
 
-    def merge(self, object_type: str, primary_id: str, absorbed_id: str) -> CrmRecord:
-        """Merge ``absorbed`` into ``primary`` the way HubSpot reports it (fact sheet §5.5)."""
+    def merge(
+        self,
+        object_type: str,
+        primary_id: str,
+        absorbed_id: str,
+        *,
+        memberships: str | None = None,
+    ) -> CrmRecord:
+        """Merge ``absorbed`` into ``primary`` the way HubSpot reports it (fact sheet §5.5).
+
+        The primary keeps its id, gains the absorbed id in ``hs_merged_object_ids``, the
+        absorbed record's unset properties and associations (so its activity), and a new
+        modified date; the absorbed id stops being a record (no archive entry; reads of
+        it redirect to the primary). What happens to the absorbed record's static list
+        memberships is unverified (fact sheet 2026-12 update, 7): ``memberships`` "move"
+        gives them to the primary (keeping the earlier join), "drop" loses them; default
+        ``self.merge_memberships``.
+        """
+        mode = memberships or self.merge_memberships
+        if mode not in MERGE_MEMBERSHIPS:
+            raise ValueError(f"memberships must be one of {MERGE_MEMBERSHIPS}, got {mode!r}")
         primary = self.require_record(object_type, primary_id)
         absorbed = self.require_record(object_type, absorbed_id)
         if primary is absorbed:
@@ -522,7 +545,12 @@ class HubSpotState:
         for lst in self.lists.values():
             if lst.object_type_id == type_id and absorbed.object_id in lst.members:
                 joined = lst.members.pop(absorbed.object_id)
-                lst.members.setdefault(primary.object_id, joined)
+                first = lst.first_added.pop(absorbed.object_id, joined)
+                if mode == "move" and primary.object_id not in lst.members:
+                    lst.members[primary.object_id] = joined
+                    lst.first_added[primary.object_id] = min(
+                        first, lst.first_added.get(primary.object_id, first)
+                    )
         return primary
 
     # ------------------------------------------------------------------ associations
@@ -636,6 +664,7 @@ class HubSpotState:
         )
         for member in members:
             lst.members[member] = now
+            lst.first_added[member] = now
         self.lists[list_id] = lst
         return lst
 
@@ -653,12 +682,16 @@ class HubSpotState:
                 return lst
         return None
 
-    def list_record_exists(self, lst: HsList, record_id: str) -> bool:
-        object_type = TYPE_ID_TO_NAME.get(lst.object_type_id)
+    def record_exists(self, object_type_id: str, record_id: str) -> bool:
+        """A live record with exactly this id (merge redirects are not followed)."""
+        object_type = TYPE_ID_TO_NAME.get(object_type_id)
         if object_type is None:
             return False
         record = self.records[object_type].get(record_id)
         return record is not None and not record.archived
+
+    def list_record_exists(self, lst: HsList, record_id: str) -> bool:
+        return self.record_exists(lst.object_type_id, record_id)
 
     def add_members(
         self,
@@ -677,6 +710,7 @@ class HubSpotState:
                     missing.append(record_id)
             elif record_id not in lst.members:
                 lst.members[record_id] = now
+                lst.first_added.setdefault(record_id, now)
                 added.append(record_id)
         return added, missing
 

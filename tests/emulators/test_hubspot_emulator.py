@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -965,12 +967,29 @@ def test_partial_faults_on_batch_update_and_memberships(hs: HubSpotEmulator, api
     )
     assert update.status_code == 207
     assert update.json()["errors"][0]["context"]["ids"] == [b]
+    assert update.json()["errors"][0]["category"] == "VALIDATION_ERROR"  # refused
+    assert [r["id"] for r in update.json()["results"]] == [a]
+    assert "firstname" not in hs.contact(b)["properties"]  # type: ignore[index]
+    # A NOT_FOUND category reports the record as not existing instead.
+    hs.inject(Fault("partial", path_prefix="/crm/v3/objects/contacts/batch/update",
+                    category="OBJECT_NOT_FOUND"))
+    gone = api.post("/crm/v3/objects/contacts/batch/update",
+                    {"inputs": [{"id": b, "properties": {"firstname": "B"}}]}).json()
+    assert (gone["errors"][0]["category"], gone["errors"][0]["context"]["ids"]) == (
+        "OBJECT_NOT_FOUND", [b])
     assert "firstname" not in hs.contact(b)["properties"]  # type: ignore[index]
 
-    hs.inject(Fault("partial", path_prefix=f"/crm/v3/lists/{list_id}/memberships", ids=(a,)))
+    hs.inject(Fault("partial", path_prefix=f"/crm/v3/lists/{list_id}/memberships", ids=(a,),
+                    category="OBJECT_NOT_FOUND"))
     add = api.put(f"/crm/v3/lists/{list_id}/memberships/add", [a, b]).json()
     assert add["recordsIdsAdded"] == [b]
     assert add["recordIdsMissing"] == [a]
+    hs.inject(Fault("partial", path_prefix=f"/crm/v3/lists/{list_id}/memberships", ids=(a,)))
+    refused = api.put(f"/crm/v3/lists/{list_id}/memberships/add", [a])
+    assert refused.status_code == 207
+    assert refused.json()["recordIdsMissing"] == []
+    assert refused.json()["errors"][0]["context"]["ids"] == [a]
+    assert hs.list_members(list_id) == [b]
 
 
 def test_fault_matching_after_and_times(hs: HubSpotEmulator, api: Api) -> None:
@@ -1064,3 +1083,291 @@ def test_hubspot_sdk_talks_to_the_emulator(hs: HubSpotEmulator) -> None:
     )
     assert change.records_ids_added == [cid]
     assert hs.count(path_prefix="/crm/v3/objects/contacts") == 1
+
+
+# --------------------------------------------------------------------------- post-commit loss
+
+ADD_REMOVE = "/crm/v3/lists/{}/memberships/add-and-remove"
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_status_fault_with_reach_commits_before_answering_the_error(
+    hs: HubSpotEmulator, api: Api, status: int
+) -> None:
+    a, b = hs.add_contact(email="a@example.com"), hs.add_contact(email="b@example.com")
+    list_id = hs.add_list("segsync · lost", members=[b], foreign=False)
+    fault = hs.inject(Fault("status", status=status, reach=True, method="PUT"))
+    lost = api.put(ADD_REMOVE.format(list_id), {"recordIdsToAdd": [a], "recordIdsToRemove": [b]})
+    assert lost.status_code == status
+    assert lost.json()["status"] == "error"  # the gateway's error, not HubSpot's answer
+    assert hs.list_members(list_id) == [a]  # ... although the change was committed
+    assert fault.reached.is_set()
+    assert (hs.requests[-1].status, hs.requests[-1].processed) == (status, True)
+    # Without reach the same fault answers instead of HubSpot: nothing changes.
+    hs.inject(Fault("status", status=status, method="PUT"))
+    refused = api.put(ADD_REMOVE.format(list_id), {"recordIdsToAdd": [b], "recordIdsToRemove": []})
+    assert refused.status_code == status
+    assert hs.list_members(list_id) == [a]
+    assert hs.requests[-1].processed is False
+
+
+def test_connection_reset_after_commit(hs: HubSpotEmulator, api: Api) -> None:
+    cid = hs.add_contact(email="reset@example.com")
+    fault = hs.inject(Fault("disconnect", abort=True, path_prefix="/crm/v3/objects/contacts/batch"))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api.post(
+            "/crm/v3/objects/contacts/batch/update",
+            {"inputs": [{"id": cid, "properties": {"firstname": "Reset"}}]},
+        )
+    assert hs.contact(cid)["properties"]["firstname"] == "Reset"  # type: ignore[index]
+    assert fault.reached.is_set()
+    assert (hs.requests[-1].status, hs.requests[-1].processed) == (0, True)
+    assert api.get(f"/crm/v3/objects/contacts/{cid}").status_code == 200  # server still fine
+
+
+def test_late_answer_is_held_after_commit_until_released(hs: HubSpotEmulator) -> None:
+    a = hs.add_contact(email="late@example.com")
+    list_id = hs.add_list("segsync · late", foreign=False)
+    release = threading.Event()
+    fault = hs.inject(Fault("delay", hold=release, method="PUT"))
+    answers: list[requests.Response] = []
+    client = Api(hs.base_url)
+
+    def send() -> None:
+        answers.append(client.put(ADD_REMOVE.format(list_id),
+                                  {"recordIdsToAdd": [a], "recordIdsToRemove": []}))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert fault.reached.wait(5)  # processed: no real-time sleep needed to know it
+        assert hs.list_members(list_id) == [a]  # committed ...
+        assert answers == []  # ... while the answer is still held back
+    finally:
+        release.set()
+        sender.join(5)
+        client.close()
+    assert answers[0].status_code == 200
+    assert answers[0].json()["recordsIdsAdded"] == [a]
+
+
+def test_truncated_body_after_commit(hs: HubSpotEmulator, api: Api) -> None:
+    a = hs.add_contact(email="cut@example.com")
+    list_id = hs.add_list("segsync · cut", foreign=False)
+    hs.inject(Fault("malformed_json", reach=True, method="PUT"))
+    cut = api.put(ADD_REMOVE.format(list_id), {"recordIdsToAdd": [a], "recordIdsToRemove": []})
+    assert cut.status_code == 200
+    whole = json.dumps({"recordsIdsAdded": [a], "recordIdsRemoved": [], "recordIdsMissing": []})
+    assert whole.startswith(cut.text)
+    assert 0 < len(cut.text) < len(whole)
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        cut.json()
+    assert hs.list_members(list_id) == [a]
+    assert hs.requests[-1].processed is True
+    # The default malformed_json fault still answers instead of HubSpot.
+    b = hs.add_contact(email="cut2@example.com")
+    hs.inject(Fault("malformed_json", method="PUT"))
+    assert api.put(ADD_REMOVE.format(list_id),
+                   {"recordIdsToAdd": [b], "recordIdsToRemove": []}).status_code == 200
+    assert hs.list_members(list_id) == [a]
+    hs.inject(Fault("html", status=200, reach=True, method="PUT"))
+    page = api.put(ADD_REMOVE.format(list_id), {"recordIdsToAdd": [b], "recordIdsToRemove": []})
+    assert "<html>" in page.text
+    assert hs.list_members(list_id) == [a, b]
+
+
+def test_fault_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="always processes"):
+        Fault("delay", reach=True)
+    with pytest.raises(ValueError, match="abort"):
+        Fault("status", status=502, abort=True)
+    with pytest.raises(ValueError, match="hold"):
+        Fault("disconnect", hold=threading.Event())
+    with pytest.raises(ValueError, match="keep"):
+        Fault("short_page", keep=-1)
+    assert Fault("partial").processes
+    assert not Fault("status", status=503).processes
+
+
+# --------------------------------------------------------------------------- merges
+
+
+@pytest.mark.parametrize("mode", ["move", "drop"])
+def test_merge_moves_activity_and_moves_or_drops_list_memberships(mode: str) -> None:
+    with HubSpotEmulator(token=TOKEN, clock=Clock(T0), merge_memberships=mode,
+                         rate_limits=RateLimitConfig(enabled=False)) as hs:
+        client = Api(hs.base_url)
+        try:
+            primary = hs.add_contact(email="p@example.com")
+            secondary = hs.add_contact(email="s@example.com")
+            call = hs.add_engagement("calls", hs_timestamp=T0)
+            hs.associate("calls", call, "contacts", secondary)
+            both = hs.add_list("segsync · both", members=[primary, secondary], foreign=False)
+            only = hs.add_list("segsync · secondary", members=[secondary], foreign=False)
+            hs.clock.advance(minutes=7)
+            hs.merge_contacts(primary, secondary)
+
+            props = hs.contact(primary)["properties"]  # type: ignore[index]
+            assert props["hs_merged_object_ids"] == secondary
+            assert props["lastmodifieddate"] == "2024-05-01T10:07:00.000Z"
+            links = client.get(f"/crm/v4/objects/calls/{call}/associations/contacts").json()
+            assert [r["toObjectId"] for r in links["results"]] == [primary]
+            assert hs.list_members(both) == [primary]
+            assert hs.list_members(only) == ([primary] if mode == "move" else [])
+            # The secondary is no record any more: list writes and reads call it missing.
+            again = client.put(ADD_REMOVE.format(only),
+                               {"recordIdsToAdd": [secondary], "recordIdsToRemove": []}).json()
+            assert again["recordIdsMissing"] == [secondary]
+            read = client.post(BATCH_READ_MEMBERSHIPS, {"inputs": [
+                {"objectTypeId": "0-1", "recordId": primary},
+                {"objectTypeId": "0-1", "recordId": secondary}]})
+            assert read.status_code == 207
+            assert read.json()["errors"][0]["context"]["ids"] == [secondary]
+            lists = {m["listId"] for m in read.json()["results"][0]["recordListMemberships"]}
+            assert lists == ({both, only} if mode == "move" else {both})
+            assert hs.internal_errors == []
+        finally:
+            client.close()
+
+
+def test_merge_mode_per_call_overrides_the_default(hs: HubSpotEmulator) -> None:
+    primary, secondary = hs.add_contact(email="p@example.com"), hs.add_contact(email="s@x.org")
+    list_id = hs.add_list("segsync · m", members=[secondary], foreign=False)
+    hs.merge_contacts(primary, secondary, memberships="drop")
+    assert hs.list_members(list_id) == []
+    with pytest.raises(ValueError, match="move"):
+        hs.merge_contacts(primary, hs.add_contact(email="t@x.org"), memberships="keep")
+    with pytest.raises(ValueError, match="merge_memberships"):
+        HubSpotEmulator(merge_memberships="copy")
+
+
+# --------------------------------------------------------------------------- unattributed 207
+
+
+def test_unattributed_207_on_batch_update(hs: HubSpotEmulator, api: Api) -> None:
+    a, b = hs.add_contact(email="a@example.com"), hs.add_contact(email="b@example.com")
+    path = "/crm/v3/objects/contacts/batch/update"
+    body = {"inputs": [{"id": a, "properties": {"firstname": "A"}},
+                       {"id": b, "properties": {"firstname": "B"}}]}
+    hs.inject(Fault("unattributed", path_prefix=path, ids=(b,)))
+    applied = api.post(path, body)
+    assert applied.status_code == 207
+    data = applied.json()
+    assert [r["id"] for r in data["results"]] == [a]  # b is left out of results[] ...
+    assert data["errors"][0]["context"]["ids"] == [""]  # ... and no error names it ...
+    assert hs.contact(b)["properties"]["firstname"] == "B"  # type: ignore[index]  # ... yet written
+
+    hs.inject(Fault("unattributed", path_prefix=path, context_ids=(), applied=False))
+    body = {"inputs": [{"id": a, "properties": {"firstname": "A2"}},
+                       {"id": b, "properties": {"firstname": "B2"}}]}
+    skipped = api.post(path, body).json()
+    assert skipped["results"] == []
+    assert skipped["errors"][0]["context"]["ids"] == []
+    assert skipped["numErrors"] == 1
+    assert hs.contact(a)["properties"]["firstname"] == "A"  # type: ignore[index]  # not written
+    assert hs.contact(b)["properties"]["firstname"] == "B"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("applied", [True, False])
+def test_unattributed_207_on_list_memberships(
+    hs: HubSpotEmulator, api: Api, applied: bool
+) -> None:
+    a, b, c = (hs.add_contact(email=f"{x}@example.com") for x in "abc")
+    list_id = hs.add_list("segsync · u", members=[c], foreign=False)
+    hs.inject(Fault("unattributed", method="PUT", ids=(a, c, "999999"), applied=applied))
+    answer = api.put(ADD_REMOVE.format(list_id),
+                     {"recordIdsToAdd": [a, b, "999999"], "recordIdsToRemove": [c]})
+    assert answer.status_code == 207
+    data = answer.json()
+    assert data["recordsIdsAdded"] == [b]  # a, c and 999999 appear in no array
+    assert data["recordIdsRemoved"] == []
+    assert data["recordIdsMissing"] == []
+    assert data["errors"][0]["context"]["ids"] == [""]
+    assert hs.list_members(list_id) == ([a, b] if applied else [c, b])
+
+
+# --------------------------------------------------------------------------- memberships batch read
+
+BATCH_READ_MEMBERSHIPS = "/crm/v3/lists/records/memberships/batch/read"
+
+
+def test_memberships_batch_read(hs: HubSpotEmulator, api: Api) -> None:
+    a, b = hs.add_contact(email="a@example.com"), hs.add_contact(email="b@example.com")
+    first = hs.add_list("segsync · 1", members=[a], foreign=False)
+    second = hs.add_list("segsync · 2", foreign=False)
+    deleted = hs.add_list("segsync · gone", members=[a], foreign=False)
+    api.delete(f"/crm/v3/lists/{deleted}")
+    api.put(f"/crm/v3/lists/{second}/memberships/add", [a])
+    hs.clock.advance(minutes=3)
+    api.put(f"/crm/v3/lists/{second}/memberships/remove", [a])
+    api.put(f"/crm/v3/lists/{second}/memberships/add", [a])
+
+    ok = api.post(BATCH_READ_MEMBERSHIPS, {"inputs": [
+        {"objectTypeId": "0-1", "recordId": a}, {"objectTypeId": "0-1", "recordId": b}]})
+    assert ok.status_code == 200
+    data = ok.json()
+    assert data["status"] == "COMPLETE"
+    assert {"startedAt", "completedAt"} <= set(data)
+    by_record = {r["recordId"]: r for r in data["results"]}
+    assert by_record[b]["recordListMemberships"] == []
+    assert by_record[a]["objectTypeId"] == "0-1"
+    memberships = {m["listId"]: m for m in by_record[a]["recordListMemberships"]}
+    assert set(memberships) == {first, second}  # not the deleted list
+    again = memberships[second]
+    assert again["firstAddedTimestamp"] == "2024-05-01T10:00:00.000Z"
+    assert again["lastAddedTimestamp"] == "2024-05-01T10:03:00.000Z"
+    assert isinstance(again["listVersion"], int)
+
+    unknown = api.post(BATCH_READ_MEMBERSHIPS, {"inputs": [
+        {"objectTypeId": "0-1", "recordId": a}, {"objectTypeId": "0-1", "recordId": "424242"}]})
+    assert unknown.status_code == 207
+    error = unknown.json()["errors"][0]
+    assert (error["category"], error["context"]["ids"]) == ("OBJECT_NOT_FOUND", ["424242"])
+    assert [r["recordId"] for r in unknown.json()["results"]] == [a]
+
+    hundred = [{"objectTypeId": "0-1", "recordId": a}] * 100
+    assert api.post(BATCH_READ_MEMBERSHIPS, {"inputs": hundred}).status_code == 200
+    too_many = api.post(BATCH_READ_MEMBERSHIPS, {"inputs": [*hundred, hundred[0]]})
+    assert too_many.status_code == 400
+    assert "maximum is 100" in too_many.json()["message"]
+    for bad in ({}, {"inputs": {"recordId": a}}, {"inputs": [{"recordId": a}]},
+                {"inputs": [{"objectTypeId": "0-1", "recordId": int(a)}]},
+                {"inputs": [{"objectTypeId": "9-9", "recordId": a}]}):
+        assert api.post(BATCH_READ_MEMBERSHIPS, bad).status_code == 400, bad
+    assert hs.requests[-1].processed is False
+    hs.set_scopes(["crm.lists.write", "crm.objects.contacts.read"])
+    refused = api.post(BATCH_READ_MEMBERSHIPS, {"inputs": hundred[:1]})
+    assert refused.status_code == 403
+    assert "crm.lists.read" in refused.text
+
+
+# --------------------------------------------------------------------------- short search pages
+
+
+def test_short_page_fault_keeps_paging_next(hs: HubSpotEmulator, api: Api) -> None:
+    ids = [hs.add_contact(email=f"s{i}@example.com") for i in range(5)]
+    path = "/crm/v3/objects/contacts/search"
+    hs.inject(Fault("short_page", keep=2, path_prefix=path))
+    short = api.post(path, search_body(limit=4)).json()
+    assert [r["id"] for r in short["results"]] == ids[:2]  # fewer than limit ...
+    assert short["paging"]["next"]["after"] == "2"  # ... while more exist
+    rest = api.post(path, search_body(limit=4, after="2")).json()
+    assert [r["id"] for r in rest["results"]] == ids[2:]
+    assert "paging" not in rest
+    hs.inject(Fault("short_page", path_prefix=path))  # default: half the page
+    half = api.post(path, search_body(limit=4)).json()
+    assert len(half["results"]) == 2
+    hs.inject(Fault("short_page", keep=0, path_prefix=path))
+    empty = api.post(path, search_body(filters=[
+        {"propertyName": "hs_object_id", "operator": "GT", "value": ids[0]}])).json()
+    assert empty["results"] == []
+    assert empty["paging"]["next"]["after"] == "0"
+    assert empty["total"] == 4
+    hs.inject(Fault("short_page", keep=1, path_prefix=path))
+    last = api.post(path, search_body(limit=4, after="3")).json()  # two left: one shown
+    assert [r["id"] for r in last["results"]] == [ids[3]]
+    assert last["paging"]["next"]["after"] == "4"
+    hs.inject(Fault("short_page", keep=1, path_prefix=path))
+    final = api.post(path, search_body(limit=4, after="4")).json()  # nothing more matches
+    assert [r["id"] for r in final["results"]] == [ids[4]]
+    assert "paging" not in final

@@ -4,6 +4,9 @@ This package depends on nothing else in segsync, so rules can be checked and tes
 their own. ``parse_rules`` turns ``[[segment]]`` tables into validated segments (generators
 expanded), ``evaluate`` computes memberships over a DuckDB store in one pass and
 ``explain`` says why one contact is or is not in each segment.
+
+Leaf conditions (property, activity, near, segment reference, RFM) are kinds in a
+registry, one module each: ``segment_rules.kinds`` says how to add one.
 """
 
 from segment_rules.errors import Problem, RuleError

@@ -1,15 +1,14 @@
 """Rule tree -> SQL over the store, with bound parameters.
 
 Segments are evaluated by DuckDB in a single pass over the contacts. A compiled rule is
-a predicate over these aliases:
+a predicate over the contact row ``c``, its company row ``co`` (NULL when it has none) and
+the per-contact tables the leaves asked for while compiling (:class:`Join`, e.g. activity
+features ``a`` and RFM scores ``r<window>``), which evaluation builds afterwards.
 
-* ``c``: the contact row; ``co``: its company row (NULL when it has none);
-* ``a``: one row of activity features per contact, built by one ``GROUP BY`` over all
-  events with a ``FILTER`` per distinct (types, window, metric) the rules use;
-* ``r<window>``: RFM scores per buyer for each purchase window the rules use.
-
-Every leaf is wrapped in ``coalesce``, so compiled expressions are never NULL and
-``not`` means plain negation. Only this module knows the SQL shape of a rule.
+The compiler does the generic part: boolean groups, consent, holdouts and segment
+membership. Each leaf's SQL comes from its kind (:mod:`segment_rules.kinds`). Every leaf
+is wrapped in ``coalesce``, so compiled expressions are never NULL and ``not`` means
+plain negation.
 """
 
 from __future__ import annotations
@@ -18,51 +17,27 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from segment_rules.operators import OPERATORS
-from segment_rules.schema import (
-    ActivityCondition,
-    Condition,
-    Group,
-    NearCondition,
-    PropertyCondition,
-    RfmCondition,
-    Segment,
-    SegmentRef,
-)
+from segment_rules.kinds import kind_for
+from segment_rules.kinds.activity import ACTIVITY_ALIAS
+from segment_rules.schema import Condition, Group, Segment
+from segment_rules.sql import COMPANY_ALIAS, CONTACT_ALIAS, Join, Predicate, quote_ident
 
 __all__ = [
     "ACTIVITY_ALIAS",
     "COMPANY_ALIAS",
     "CONTACT_ALIAS",
     "Compiler",
+    "Join",
     "Predicate",
     "holdout_bucket",
     "quote_ident",
 ]
 
-CONTACT_ALIAS = "c"
-COMPANY_ALIAS = "co"
-ACTIVITY_ALIAS = "a"
-EARTH_DIAMETER_KM = 12742.0176
 _MASK32 = 0xFFFFFFFF
 _MIX = 0x45D9F3B
-
-
-@dataclass(frozen=True)
-class Predicate:
-    """A SQL expression and the values bound to its ``?`` placeholders, in order."""
-
-    sql: str
-    params: tuple[object, ...] = ()
-
-    def __and__(self, other: Predicate) -> Predicate:
-        return Predicate(f"({self.sql} AND {other.sql})", self.params + other.params)
-
-
-def quote_ident(name: str) -> str:
-    """Quote a column name for DuckDB; field names are validated, this is belt and braces."""
-    return '"' + name.replace('"', '""') + '"'
+J = TypeVar("J", bound=Join)
 
 
 def holdout_seed(segment_key: str, salt: str) -> int:
@@ -89,88 +64,32 @@ def _holdout_sql(seed: int) -> str:
 
 @dataclass
 class Compiler:
-    """Compiles conditions for one evaluation; collects the activity and RFM features used."""
+    """Compiles conditions for one evaluation; collects the per-contact tables they read."""
 
     segments: Mapping[str, Segment]
     now: dt.datetime
-    features: dict[tuple[tuple[str, ...], str, int | None], str] = field(default_factory=dict)
-    rfm_windows: dict[int, str] = field(default_factory=dict)
+    #: Alias -> join, in the order the leaves first asked for them.
+    joins: dict[str, Join] = field(default_factory=dict)
 
-    # -- leaves ----------------------------------------------------------------------------
+    # -- conditions ------------------------------------------------------------------------
 
     def predicate(self, condition: Condition) -> Predicate:
-        if isinstance(condition, PropertyCondition):
-            op = OPERATORS[condition.op]
-            sql, params = op.sql(self.column(condition), condition.value, self.now)
-            return Predicate(sql, tuple(params))
-        if isinstance(condition, ActivityCondition):
-            return self._compare(self.value(condition), condition.op, condition.value)
-        if isinstance(condition, NearCondition):
-            distance = self.value(condition)
-            return Predicate(f"coalesce({distance.sql} <= ?, FALSE)", (*distance.params, condition.km))
-        if isinstance(condition, RfmCondition):
-            alias = self._rfm_alias(condition.window_days)
-            checks = " AND ".join(f"{alias}.{score} BETWEEN ? AND ?" for score in ("r", "f", "m"))
-            scores = (*condition.recency, *condition.frequency, *condition.monetary)
-            return Predicate(f"coalesce({checks}, FALSE)", scores)
-        if isinstance(condition, SegmentRef):
-            inner = self.matches(self.segments[condition.key])
-            return Predicate(f"(NOT {inner.sql})", inner.params) if condition.negate else inner
-        return self._group(condition)
+        if isinstance(condition, Group):
+            return self._group(condition)
+        return kind_for(condition).predicate(condition, self)
 
     def value(self, condition: Condition) -> Predicate:
         """The number or text a leaf tests, as ``segsync explain`` shows it."""
-        if isinstance(condition, PropertyCondition):
-            return Predicate(self.column(condition))
-        if isinstance(condition, ActivityCondition):
-            column = f"{ACTIVITY_ALIAS}.{self._feature(condition)}"
-            if condition.metric == "days_since_last":
-                return Predicate(f"date_diff('day', {column}::DATE, ?::DATE)", (self.now,))
-            return Predicate(f"coalesce({column}, 0)")
-        if isinstance(condition, NearCondition):
-            return self._distance(condition)
-        if isinstance(condition, RfmCondition):
-            alias = self._rfm_alias(condition.window_days)
-            return Predicate(f"({alias}.r || '-' || {alias}.f || '-' || {alias}.m)")
-        raise TypeError(f"{type(condition).__name__} has no single value")
+        if isinstance(condition, Group):
+            raise TypeError("Group has no single value")
+        return kind_for(condition).value(condition, self)
 
-    def column(self, condition: PropertyCondition) -> str:
-        alias = COMPANY_ALIAS if condition.on_company else CONTACT_ALIAS
-        return f"{alias}.{quote_ident(condition.column)}"
-
-    def _compare(self, value: Predicate, op_name: str, literal: float | tuple[float, float]
-                 ) -> Predicate:
-        op = OPERATORS[op_name]
-        if isinstance(literal, tuple):
-            sql, params = f"{value.sql} BETWEEN ? AND ?", (*value.params, *literal)
-        else:
-            symbol = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op_name]
-            sql, params = f"{value.sql} {symbol} ?", (*value.params, literal)
-        return Predicate(f"coalesce({sql}, {str(op.when_missing).upper()})", params)
-
-    def _feature(self, condition: ActivityCondition) -> str:
-        key = (condition.types, condition.metric, condition.within_days)
-        if key not in self.features:
-            self.features[key] = f"f{len(self.features)}"
-        return self.features[key]
-
-    def _rfm_alias(self, window_days: int) -> str:
-        return self.rfm_windows.setdefault(window_days, f"r{window_days}")
-
-    def _distance(self, condition: NearCondition) -> Predicate:
-        has_own = f"({CONTACT_ALIAS}._lat IS NOT NULL AND {CONTACT_ALIAS}._lon IS NOT NULL)"
-        lat = f"(CASE WHEN {has_own} THEN {CONTACT_ALIAS}._lat ELSE {COMPANY_ALIAS}._lat END)"
-        lon = f"(CASE WHEN {has_own} THEN {CONTACT_ALIAS}._lon ELSE {COMPANY_ALIAS}._lon END)"
-        parts = []
-        params: list[object] = []
-        for p_lat, p_lon in condition.points:
-            parts.append(
-                f"{EARTH_DIAMETER_KM} * asin(sqrt(pow(sin(radians({lat} - ?) / 2), 2) + "
-                f"cos(radians(?)) * cos(radians({lat})) * pow(sin(radians({lon} - ?) / 2), 2)))"
-            )
-            params.extend([p_lat, p_lat, p_lon])
-        sql = parts[0] if len(parts) == 1 else "least(" + ", ".join(parts) + ")"
-        return Predicate(sql, tuple(params))
+    def join(self, wanted: J) -> J:
+        """The join registered under ``wanted.alias``; ``wanted`` itself on first use."""
+        found = self.joins.setdefault(wanted.alias, wanted)
+        if type(found) is not type(wanted):
+            raise TypeError(f"join alias {wanted.alias!r} is taken by {type(found).__name__}")
+        return found
 
     def _group(self, group: Group) -> Predicate:
         parts = [self.predicate(child) for child in group.children]
@@ -210,52 +129,3 @@ class Compiler:
             control = self.in_control(segment)
             return base & Predicate(f"(NOT {control.sql})", control.params)
         return base
-
-    # -- feature tables --------------------------------------------------------------------
-
-    def activity_table(self, events: str, key: str = "_cid") -> Predicate | None:
-        """One pass over all events computing every activity feature the rules used."""
-        if not self.features:
-            return None
-        columns = [f"{key} AS cid"]
-        params: list[object] = []
-        for (types, metric, within), name in self.features.items():
-            filters = []
-            if types:
-                filters.append("type IN (" + ", ".join("?" for _ in types) + ")")
-                params.extend(types)
-            if within is not None:
-                filters.append("ts BETWEEN ? AND ?")
-                params.extend([self.now - dt.timedelta(days=within), self.now])
-            else:
-                filters.append("ts <= ?")
-                params.append(self.now)
-            aggregate = {"count": "count(*)", "sum_amount": "sum(amount)",
-                         "days_since_last": "max(ts)"}[metric]
-            columns.append(f"{aggregate} FILTER (WHERE {' AND '.join(filters)}) AS {name}")
-        windows = [within for (_, _, within) in self.features]
-        scope = ""
-        if None not in windows:  # every feature is windowed: older events need not be read
-            scope = " WHERE ts >= ?"
-            params.append(self.now - dt.timedelta(days=max(w for w in windows if w is not None)))
-        return Predicate(
-            f"SELECT {', '.join(columns)} FROM {events}{scope} GROUP BY {key}", tuple(params)
-        )
-
-    def rfm_table(self, window_days: int, events: str, key: str = "_cid") -> Predicate:
-        """Scores 1-5 per buyer; ties share the lower score (``rank``), so one-time buyers are F=1."""
-        start = self.now - dt.timedelta(days=window_days)
-
-        def score(column: str) -> str:
-            return (f"least(5, 1 + floor(5 * (rank() OVER (ORDER BY {column}) - 1) / buyers))"
-                    "::INTEGER")
-
-        sql = (
-            f"WITH p AS (SELECT {key} AS cid, max(ts) AS last_purchase, count(*) AS purchases, "
-            f"sum(coalesce(amount, 0)) AS revenue FROM {events} "
-            "WHERE type = 'purchase' AND ts BETWEEN ? AND ? GROUP BY ALL), "
-            "n AS (SELECT count(*) AS buyers FROM p) "
-            f"SELECT cid, last_purchase, purchases, revenue, {score('last_purchase')} AS r, "
-            f"{score('purchases')} AS f, {score('revenue')} AS m FROM p, n"
-        )
-        return Predicate(sql, (start, self.now))

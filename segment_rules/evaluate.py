@@ -2,9 +2,11 @@
 
 The store hands over a connection and the names of its tables; evaluation writes the
 desired membership as a long temp table ``(sid SMALLINT, cid BIGINT)``, which the planner
-diffs against what was last applied. Nothing here loops over contacts in Python: activity
-features are one ``GROUP BY`` over the events, RFM scores one window query per purchase
-window, and all segment flags one ``SELECT`` over the contacts.
+diffs against what was last applied. Nothing here loops over contacts in Python: each
+per-contact table the rules asked for (activity features: one ``GROUP BY`` over the
+events; RFM scores: one window query per purchase window) is one statement, and all
+segment flags one ``SELECT`` over the contacts. What the rules read is summed from each
+leaf's ``needs`` (:mod:`segment_rules.kinds`).
 """
 
 from __future__ import annotations
@@ -15,23 +17,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from segment_rules.compile import (
-    ACTIVITY_ALIAS,
-    COMPANY_ALIAS,
-    CONTACT_ALIAS,
-    Compiler,
-    quote_ident,
-)
+from segment_rules.compile import COMPANY_ALIAS, CONTACT_ALIAS, Compiler, quote_ident
 from segment_rules.errors import Problem, RuleError
-from segment_rules.parse import walk
-from segment_rules.schema import (
-    ActivityCondition,
-    NearCondition,
-    PerValueGenerator,
-    PropertyCondition,
-    RfmCondition,
-    Segment,
-)
+from segment_rules.kinds import Needs, kind_for
+from segment_rules.kinds.property import column_sql
+from segment_rules.parse import leaves
+from segment_rules.schema import PerValueGenerator, PropertyCondition, Segment
+from segment_rules.sql import Sources
 
 __all__ = [
     "DEFAULT_TABLES",
@@ -67,32 +59,24 @@ class Requirements:
     activities: bool
 
 
-def _leaves(segments: Iterable[Segment]) -> Iterable[object]:
+def _needs(segments: Iterable[Segment]) -> Iterable[Needs]:
+    """What each leaf of the rules reads, in rule order."""
     for segment in segments:
-        yield from walk(segment.rule)
+        for leaf in leaves(segment.rule):
+            yield kind_for(leaf).needs(leaf)
 
 
 def requirements(
     segments: Iterable[Segment], per_value: Iterable[PerValueGenerator] = ()
 ) -> Requirements:
-    contact: set[str] = set()
-    company: set[str] = set()
-    near = purchases = activities = False
-    fields = [g.field for g in per_value]
-    for node in _leaves(segments):
-        if isinstance(node, PropertyCondition):
-            fields.append(node)
-        elif isinstance(node, NearCondition):
-            near = True
-        elif isinstance(node, RfmCondition):
-            purchases = True
-        elif isinstance(node, ActivityCondition):
-            purchases |= not node.types or "purchase" in node.types
-            activities |= not node.types or any(t != "purchase" for t in node.types)
-    for leaf in fields:
-        (company if leaf.on_company else contact).add(leaf.column)
-    return Requirements(frozenset(contact), frozenset(company), bool(company) or near,
-                        purchases, activities)
+    needs = [kind_for(g.field).needs(g.field) for g in per_value]
+    needs.extend(_needs(segments))
+    fields = [use for need in needs for use in need.fields]
+    streams = {stream for need in needs for stream in need.streams}
+    contact = frozenset(use.column for use in fields if use.stream == "contacts")
+    company = frozenset(use.column for use in fields if use.stream == "companies")
+    return Requirements(contact, company, bool(company) or "companies" in streams,
+                        "purchases" in streams, "activities" in streams)
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -105,16 +89,12 @@ def _check_columns(
 ) -> None:
     have_contact = _columns(conn, tables.contacts)
     have_company = _columns(conn, tables.companies)
-    problems = []
-    for node in _leaves(segments):
-        if not isinstance(node, PropertyCondition):
-            continue
-        have = have_company if node.on_company else have_contact
-        if node.column not in have:
-            problems.append(
-                Problem(node.path, f"field '{node.field}' is not in the pulled CRM data",
-                        "check the field name, or run a full pull after adding it")
-            )
+    problems = [
+        Problem(use.path, f"field '{use.name}' is not in the pulled CRM data",
+                "check the field name, or run a full pull after adding it")
+        for need in _needs(segments) for use in need.fields
+        if use.column not in (have_company if use.stream == "companies" else have_contact)
+    ]
     if problems:
         raise RuleError(problems)
 
@@ -122,26 +102,21 @@ def _check_columns(
 def feature_joins(
     conn: duckdb.DuckDBPyConnection, compiler: Compiler, tables: Tables, only_cid: int | None = None
 ) -> str:
-    """Build the activity/RFM temp tables the compiled rules use; return the FROM clause."""
+    """Build the per-contact temp tables the compiled rules use; return the FROM clause."""
     joins = [
         f"{quote_ident(tables.contacts)} AS {CONTACT_ALIAS}",
         f"LEFT JOIN {quote_ident(tables.companies)} AS {COMPANY_ALIAS} "
         f"ON {COMPANY_ALIAS}._crm_id = {CONTACT_ALIAS}._company_id",
     ]
     events = quote_ident(tables.events)
-    if only_cid is not None:
-        events = f"(SELECT * FROM {events} WHERE _cid = {int(only_cid)})"
-    activity = compiler.activity_table(events)
-    if activity is not None:
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_activity AS {activity.sql}",
-                     list(activity.params))
-        joins.append(f"LEFT JOIN segment_activity AS {ACTIVITY_ALIAS} "
-                     f"ON {ACTIVITY_ALIAS}.cid = {CONTACT_ALIAS}._cid")
-    for window, alias in compiler.rfm_windows.items():
-        table = compiler.rfm_table(window, quote_ident(tables.events))
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE segment_{alias} AS {table.sql}",
-                     list(table.params))
-        joins.append(f"LEFT JOIN segment_{alias} AS {alias} ON {alias}.cid = {CONTACT_ALIAS}._cid")
+    own = events if only_cid is None else f"(SELECT * FROM {events} WHERE _cid = {int(only_cid)})"
+    sources = Sources(events=own, all_events=events)
+    for join in compiler.joins.values():
+        select = join.select(sources, compiler.now)
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {join.table} AS {select.sql}",
+                     list(select.params))
+        joins.append(f"LEFT JOIN {join.table} AS {join.alias} "
+                     f"ON {join.alias}.cid = {CONTACT_ALIAS}._cid")
     return " ".join(joins)
 
 
@@ -185,7 +160,7 @@ def top_values(
     conn: duckdb.DuckDBPyConnection, field: PropertyCondition, limit: int, tables: Tables = Tables()
 ) -> list[str]:
     """The ``limit`` most common non-empty values of a field (ties by value), for per_value."""
-    column = f"{COMPANY_ALIAS if field.on_company else CONTACT_ALIAS}.{quote_ident(field.column)}"
+    column = column_sql(field)
     if field.column not in _columns(conn, tables.companies if field.on_company else tables.contacts):
         return []
     rows = conn.execute(

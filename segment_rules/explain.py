@@ -9,7 +9,6 @@ condition, and the admin sees the values that decided it.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,31 +16,13 @@ import duckdb
 
 from segment_rules.compile import CONTACT_ALIAS, Compiler, Predicate
 from segment_rules.evaluate import DEFAULT_TABLES, Tables, feature_joins
-from segment_rules.operators import OPERATORS
-from segment_rules.parse import walk
-from segment_rules.schema import (
-    ActivityCondition,
-    Condition,
-    Group,
-    NearCondition,
-    PropertyCondition,
-    RfmCondition,
-    Scalar,
-    Segment,
-    SegmentRef,
-)
+from segment_rules.kinds import kind_for
+from segment_rules.parse import leaves, walk
+from segment_rules.schema import Condition, Group, Segment
 
 __all__ = ["Check", "Explanation", "describe", "explain_contacts", "render"]
 
-_OP_WORDS = {
-    "eq": "is", "ne": "is not", "in": "is one of", "not_in": "is none of",
-    "gt": "is more than", "gte": "is at least", "lt": "is less than", "lte": "is at most",
-    "between": "is between", "before": "is before", "after": "is after",
-    "within_last_days": "is within the last", "contains": "contains",
-    "contains_any": "contains any of", "starts_with": "starts with", "ends_with": "ends with",
-    "is_set": "has a value", "is_not_set": "has no value",
-}
-_SYMBOLS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
+_GROUP_WORDS = {"all": "all of:", "any": "any of:", "not": "not:"}
 
 
 @dataclass(frozen=True)
@@ -66,87 +47,18 @@ class Explanation:
     tree: Check
 
 
-def _literal(value: Scalar) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)
-
-
 def describe(condition: Condition) -> str:
     """A condition in plain words."""
-    if isinstance(condition, PropertyCondition):
-        words = _OP_WORDS[condition.op]
-        value = condition.value
-        if value is None:
-            return f"{condition.field} {words}"
-        if condition.op == "within_last_days":
-            return f"{condition.field} {words} {value} days"
-        if isinstance(value, tuple):
-            joiner = " and " if condition.op == "between" else ", "
-            return f"{condition.field} {words} {joiner.join(_literal(v) for v in value)}"
-        return f"{condition.field} {words} {_literal(value)}"
-    if isinstance(condition, ActivityCondition):
-        kinds = " or ".join(condition.types) if condition.types else "activity of any type"
-        window = f" in the last {condition.within_days} days" if condition.within_days else ""
-        target = condition.value
-        shown = (f"{target[0]:g} and {target[1]:g}" if isinstance(target, tuple)
-                 else f"{target:g}")
-        if condition.metric == "count":
-            if condition.op == "eq" and target == 0:
-                return f"no {kinds}{window}"
-            if condition.op in ("gte", "lte") and not isinstance(target, tuple):
-                bound = "at least" if condition.op == "gte" else "at most"
-                return f"{bound} {shown} {kinds}{window}"
-            label = f"number of {kinds}{window}"
-        elif condition.metric == "sum_amount":
-            label = f"total purchase amount{window}"
-        else:
-            label = f"days since the last {kinds}"
-        relation = "is between" if isinstance(target, tuple) else _SYMBOLS[condition.op]
-        return f"{label} {relation} {shown}"
-    if isinstance(condition, NearCondition):
-        places = " or ".join(f"({lat:g}, {lon:g})" for lat, lon in condition.points)
-        return f"within {condition.km:g} km of {places}"
-    if isinstance(condition, SegmentRef):
-        return f"{'not ' if condition.negate else ''}in segment '{condition.key}'"
-    if isinstance(condition, RfmCondition):
-        r, f, m = condition.recency, condition.frequency, condition.monetary
-        return (f"RFM scores over the last {condition.window_days} days: "
-                f"R {r[0]}-{r[1]}, F {f[0]}-{f[1]}, M {m[0]}-{m[1]}")
-    return {"all": "all of:", "any": "any of:", "not": "not:"}[condition.kind]
-
-
-def _shown(condition: Condition, raw: object) -> str | None:
     if isinstance(condition, Group):
-        return None
-    if isinstance(condition, SegmentRef):
-        return "member" if raw else "not a member"
-    if raw is None or (isinstance(raw, float) and math.isnan(raw)):
-        if isinstance(condition, NearCondition):
-            return "no location"
-        if isinstance(condition, RfmCondition):
-            return "no purchases in the window"
-        return "no value"
-    if isinstance(condition, NearCondition):
-        return f"{float(raw):.1f} km"  # type: ignore[arg-type]
-    if isinstance(condition, RfmCondition):
-        r, f, m = str(raw).split("-")
-        return f"R{r} F{f} M{m}"
-    if isinstance(condition, ActivityCondition):
-        return f"{float(raw):g}"  # type: ignore[arg-type]
-    return f'"{raw}"'
+        return _GROUP_WORDS[condition.kind]
+    return kind_for(condition).describe(condition)
 
 
 def _leaves(segments: Sequence[Segment]) -> list[Condition]:
     nodes: dict[int, Condition] = {}
     for segment in segments:
-        for node in walk(segment.rule):
-            if not isinstance(node, Group):
-                nodes.setdefault(id(node), node)
+        for node in leaves(segment.rule):
+            nodes.setdefault(id(node), node)
     return list(nodes.values())
 
 
@@ -160,7 +72,7 @@ def explain_contacts(
     """Explanations for every segment, for the given contacts (None: every contact)."""
     by_key = {s.key: s for s in segments}
     compiler = Compiler(by_key, now)
-    leaves = _leaves(segments)
+    tested = _leaves(segments)
     columns: list[str] = []
     params: list[object] = []
 
@@ -168,12 +80,9 @@ def explain_contacts(
         columns.append(predicate.sql)
         params.extend(predicate.params)
 
-    for leaf in leaves:
+    for leaf in tested:
         add(compiler.predicate(leaf))
-        if isinstance(leaf, SegmentRef):  # show the referenced membership itself
-            add(compiler.predicate(SegmentRef(leaf.key)))
-        else:
-            add(compiler.value(leaf))
+        add(compiler.value(leaf))
     for segment in segments:
         add(compiler.consent(segment))
         add(compiler.in_control(segment) if segment.holdout or segment.control_of
@@ -194,13 +103,15 @@ def explain_contacts(
         params,
     ).fetchall()
     texts = {id(node): describe(node) for s in segments for node in walk(s.rule)}
+    kinds = {id(leaf): kind_for(leaf) for leaf in tested}
     result: dict[str, list[Explanation]] = {}
     for row in rows:
         crm_id, values = str(row[0]), row[1:]
         leaf_results = {
-            id(leaf): (bool(values[2 * i]), values[2 * i + 1]) for i, leaf in enumerate(leaves)
+            id(leaf): (bool(values[2 * i]), kinds[id(leaf)].shown(leaf, values[2 * i + 1]))
+            for i, leaf in enumerate(tested)
         }
-        offset = 2 * len(leaves)
+        offset = 2 * len(tested)
         explanations = []
         for index, segment in enumerate(segments):
             consent = bool(values[offset + 2 * index])
@@ -219,7 +130,7 @@ def explain_contacts(
 
 
 def _tree(
-    condition: Condition, results: Mapping[int, tuple[bool, object]], texts: Mapping[int, str]
+    condition: Condition, results: Mapping[int, tuple[bool, str]], texts: Mapping[int, str]
 ) -> Check:
     if isinstance(condition, Group):
         children = tuple(_tree(child, results, texts) for child in condition.children)
@@ -230,8 +141,8 @@ def _tree(
         else:
             passed = any(c.passed for c in children)
         return Check(texts[id(condition)], passed, None, children)
-    passed, raw = results[id(condition)]
-    return Check(texts[id(condition)], passed, _shown(condition, raw))
+    passed, shown = results[id(condition)]
+    return Check(texts[id(condition)], passed, shown)
 
 
 def render(crm_id: str, explanations: Sequence[Explanation]) -> str:
@@ -261,5 +172,3 @@ def _render_check(check: Check, depth: int) -> list[str]:
         out.extend(_render_check(child, depth + 1))
     return out
 
-
-assert set(_OP_WORDS) == set(OPERATORS)

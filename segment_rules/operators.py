@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from segment_rules.schema import Scalar, Value
+from segment_rules.values import Scalar, Value
 
 __all__ = ["OPERATORS", "Operator", "ValueKind", "kind_of", "typed_column"]
 

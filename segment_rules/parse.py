@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from segment_rules.conditions import FIELD_HINT, FIELD_PATTERN, GROUP_KEYS, parse_group_keys
+from segment_rules.conditions import GROUP_KEYS, parse_group_keys
 from segment_rules.errors import Problem, did_you_mean
 from segment_rules.generators import (
     RFM_TIER_NAMES,
@@ -23,6 +23,8 @@ from segment_rules.generators import (
     rfm_segments,
     with_holdout,
 )
+from segment_rules.kinds import kind_for
+from segment_rules.kinds.property import FIELD_HINT, FIELD_PATTERN
 from segment_rules.schema import (
     Condition,
     Group,
@@ -30,11 +32,10 @@ from segment_rules.schema import (
     PerValueGenerator,
     PropertyCondition,
     Segment,
-    SegmentRef,
 )
 from segment_rules.tables import TableReader, describe, key_path
 
-__all__ = ["KINDS", "Rules", "parse_rules", "parse_segments", "walk"]
+__all__ = ["KINDS", "Rules", "leaves", "parse_rules", "parse_segments", "walk"]
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 KEY_HINT = "use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
@@ -48,6 +49,7 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "per_value": ("field", "top", "other"),
     "split": ("children",),
 }
+#: Segment block kinds (``kind = "rfm"``); condition kinds are ``segment_rules.kinds.KINDS``.
 KINDS = tuple(KIND_KEYS)
 CHILD_KEYS = ("key", "name", "description", "mode", "exclude_opted_out", "holdout_percent",
               "holdout_salt", "holdout_target", *GROUP_KEYS)
@@ -67,6 +69,11 @@ def walk(condition: Condition) -> Iterable[Condition]:
     if isinstance(condition, Group):
         for child in condition.children:
             yield from walk(child)
+
+
+def leaves(condition: Condition) -> Iterable[Condition]:
+    """The leaves of a rule tree (every node but the groups), depth first."""
+    return (node for node in walk(condition) if not isinstance(node, Group))
 
 
 def parse_segments(tables: object, problems: list[Problem], base: str = "segment") -> list[Segment]:
@@ -274,12 +281,13 @@ def _check_references(reader: TableReader, segments: list[Segment]) -> None:
     known = {s.key: s for s in segments}
     graph: dict[str, list[str]] = {}
     for segment in segments:
-        refs = [n for n in walk(segment.rule) if isinstance(n, SegmentRef)]
-        for ref in refs:
-            if ref.key not in known:
-                reader.problem(ref.path, f"refers to unknown segment {ref.key!r}",
-                               did_you_mean(ref.key, known))
-        graph[segment.key] = sorted({r.key for r in refs if r.key in known})
+        refs = [(key, leaf.path) for leaf in leaves(segment.rule)
+                for key in kind_for(leaf).references(leaf)]
+        for key, path in refs:
+            if key not in known:
+                reader.problem(path, f"refers to unknown segment {key!r}",
+                               did_you_mean(key, known))
+        graph[segment.key] = sorted({key for key, _ in refs if key in known})
     for cycle in _cycles(graph):
         reader.problem(known[cycle[0]].path,
                        "segments refer to each other in a cycle: " + " -> ".join(cycle))

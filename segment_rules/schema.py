@@ -5,14 +5,25 @@ object here is already known to be well-formed: operators exist, values have the
 shape, referenced segments exist and do not form cycles. Generators (NPS, RFM, priority
 splits, holdouts) are expanded by the parser into ordinary :class:`Segment` objects; only
 one-segment-per-value waits for the data (:class:`PerValueGenerator`).
+
+The leaf conditions live with their kinds (``segment_rules.kinds.*``, one module each) and
+are re-exported here under their old names; ``Condition`` is any node, group or leaf.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
+
+from segment_rules.kinds.activity import ACTIVITY_METRICS, ACTIVITY_TYPES, ActivityCondition
+from segment_rules.kinds.activity import ActivityMetric as ActivityMetric
+from segment_rules.kinds.base import Condition
+from segment_rules.kinds.near import NearCondition
+from segment_rules.kinds.property import COMPANY_PREFIX, PropertyCondition
+from segment_rules.kinds.rfm import RfmCondition
+from segment_rules.kinds.segment_ref import SegmentRef
+from segment_rules.values import Scalar, Value
 
 __all__ = [
     "ACTIVITY_METRICS",
@@ -33,95 +44,7 @@ __all__ = [
     "Value",
 ]
 
-Scalar = str | int | float | bool | dt.date | dt.datetime
-Value = Scalar | tuple[Scalar, ...] | None
 SyncMode = Literal["mirror", "add_only"]
-
-#: Rules address company (account) fields as ``company.<field>``.
-COMPANY_PREFIX = "company."
-
-#: Canonical activity types; every connector maps its CRM's engagement kinds into these.
-ACTIVITY_TYPES = (
-    "email_open",
-    "email_click",
-    "email_sent",
-    "email_received",
-    "call",
-    "meeting",
-    "form_submission",
-    "note",
-    "task",
-    "page_view",
-    "purchase",
-)
-ActivityMetric = Literal["count", "sum_amount", "days_since_last"]
-ACTIVITY_METRICS: tuple[ActivityMetric, ...] = ("count", "sum_amount", "days_since_last")
-
-
-@dataclass(frozen=True)
-class PropertyCondition:
-    """Compare one contact or company field with a literal, e.g. ``age between [25, 40]``."""
-
-    field: str
-    op: str
-    value: Value
-    path: str = dataclasses.field(default="", compare=False)
-
-    @property
-    def on_company(self) -> bool:
-        return self.field.startswith(COMPANY_PREFIX)
-
-    @property
-    def column(self) -> str:
-        """The stored column name, without the ``company.`` namespace."""
-        return self.field.removeprefix(COMPANY_PREFIX)
-
-
-@dataclass(frozen=True)
-class ActivityCondition:
-    """A number computed from a contact's activity, compared with a literal.
-
-    ``types`` empty means any type; ``within_days`` None means all pulled history.
-    Counts and sums of contacts without activity are 0; ``days_since_last`` of a contact
-    who never had such activity is missing (so ``gt`` is false; use ``count`` = 0 for
-    "never").
-    """
-
-    types: tuple[str, ...]
-    metric: ActivityMetric
-    op: str
-    value: float | tuple[float, float]
-    within_days: int | None = None
-    path: str = dataclasses.field(default="", compare=False)
-
-
-@dataclass(frozen=True)
-class NearCondition:
-    """Within ``km`` of any of ``points`` (lat, lon), by the contact's or its company's location."""
-
-    points: tuple[tuple[float, float], ...]
-    km: float
-    path: str = dataclasses.field(default="", compare=False)
-
-
-@dataclass(frozen=True)
-class SegmentRef:
-    """Membership of another segment (its rule and consent; holdouts do not matter)."""
-
-    key: str
-    negate: bool = False
-    path: str = dataclasses.field(default="", compare=False)
-
-
-@dataclass(frozen=True)
-class RfmCondition:
-    """Recency/frequency/monetary quintile scores (1-5) within a purchase window."""
-
-    window_days: int
-    recency: tuple[int, int]
-    frequency: tuple[int, int]
-    monetary: tuple[int, int]
-    path: str = dataclasses.field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -131,9 +54,6 @@ class Group:
     kind: Literal["all", "any", "not"]
     children: tuple[Condition, ...]
     path: str = dataclasses.field(default="", compare=False)
-
-
-Condition = PropertyCondition | ActivityCondition | NearCondition | SegmentRef | RfmCondition | Group
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ Here a 401 ``INVALID_SESSION_ID`` triggers exactly one fresh login per failing c
 everywhere (:meth:`SalesforceClient.call`).
 
 Every failed response becomes an exception through ``mapping.error_for``, the one map.
+An answer that arrived but cannot be parsed is a ``CrmDataError`` that stops the run; a
+writer asks for ``mapping.UnreadableAnswer`` instead (``unreadable=``), so it can tell
+"the answer was lost after the request was sent" (its records are unknown) from
+"Salesforce refused the request" (nothing was done).
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 
 from connectors.errors import AuthError, ConnectorError, CrmDataError
 from connectors.redact import read_secret, register_secret, scrub
-from connectors.salesforce.mapping import LimitInfo, error_for, first_error, parse_limit_info
+from connectors.salesforce.mapping import (
+    LimitInfo,
+    error_for,
+    first_error,
+    parse_limit_info,
+)
 from connectors.salesforce.settings import API_VERSION, SalesforceSettings
 
 __all__ = [
@@ -341,7 +350,8 @@ class SalesforceClient:
         self._instance_override = instance_url
         self._token: Token | None = None
         self._sf: dict[bool, Salesforce] = {}
-        #: The Salesforce errorCode of the last failed call ("" if it had none).
+        #: The Salesforce errorCode of the last call if it failed ("" otherwise, or when
+        #: the failure carried no code): read it right after catching a ConnectorError.
         self.last_error_code = ""
         self.logins = 0
 
@@ -375,9 +385,12 @@ class SalesforceClient:
         self._token = None
         self._sf = {}
 
-    def call(self, what: str, action: Callable[[Salesforce], T], *, once: bool = False) -> T:
+    def call(self, what: str, action: Callable[[Salesforce], T], *, once: bool = False,
+             unreadable: type[CrmDataError] = CrmDataError) -> T:
         """Run ``action`` on a logged-in client: one fresh login on INVALID_SESSION_ID,
-        every other failure mapped through ``mapping.error_for``."""
+        every other failure mapped through ``mapping.error_for``; a body that is not JSON
+        raises ``unreadable`` (writers pass :class:`UnreadableAnswer`)."""
+        self.last_error_code = ""
         for attempt in (1, 2):
             try:
                 return action(self.salesforce(once))
@@ -389,8 +402,8 @@ class SalesforceClient:
             except SalesforceError as exc:
                 raise self._error(exc, what) from None
             except requests.JSONDecodeError:
-                raise CrmDataError(f"{what}: Salesforce sent a response that is not valid "
-                                   "JSON (truncated, or an HTML page)") from None
+                raise unreadable(f"{what}: Salesforce sent a response that is not valid "
+                                 "JSON (truncated, or an HTML page)") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, exc: SalesforceError, what: str) -> ConnectorError:
@@ -400,10 +413,11 @@ class SalesforceClient:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def query_pages(self, soql: str, *, include_deleted: bool = False,
-                    what: str = "query") -> Iterator[QueryPage]:
+    def query_pages(self, soql: str, *, include_deleted: bool = False, what: str = "query",
+                    unreadable: type[CrmDataError] = CrmDataError) -> Iterator[QueryPage]:
         """Lazily, page by page (as ``query_all_iter`` does), never the whole result."""
-        result = self.call(what, lambda sf: sf.query(soql, include_deleted=include_deleted))
+        result = self.call(what, lambda sf: sf.query(soql, include_deleted=include_deleted),
+                           unreadable=unreadable)
         seen: set[str] = set()
         while True:
             yield QueryPage(list(result.get("records") or []), int(result.get("totalSize") or 0),
@@ -415,10 +429,12 @@ class SalesforceClient:
                 raise CrmDataError(f"{what}: Salesforce returned a repeated or empty "
                                    f"nextRecordsUrl ({next_url!r})")
             seen.add(next_url)
-            result = self.call(what, functools.partial(_query_more, url=next_url))
+            result = self.call(what, functools.partial(_query_more, url=next_url),
+                               unreadable=unreadable)
 
     def rest(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-             json: Any = None, once: bool = False) -> Any:
+             json: Any = None, once: bool = False,
+             unreadable: type[CrmDataError] = CrmDataError) -> Any:
         """A JSON REST call relative to ``/services/data/vXX.X/`` (None for 204/empty)."""
         what = f"{method} {path}"
         kwargs: dict[str, Any] = {}
@@ -426,7 +442,7 @@ class SalesforceClient:
             kwargs["json"] = json
         return self.call(
             what, lambda sf: sf.restful(path, params=dict(params or {}), method=method, **kwargs),
-            once=once,
+            once=once, unreadable=unreadable,
         )
 
     def download(self, path: str, params: Mapping[str, str]) -> requests.Response:

@@ -1,10 +1,17 @@
-"""SalesforceConnector: ``connectors.base.Connector`` and ``FieldWriter`` for Salesforce.
+"""SalesforceConnector: ``Connector``, ``FieldWriter`` and ``MembershipReader`` for Salesforce.
 
 The class only wires parts together: one shared retrying session (``connectors.http``)
 with a client-side token bucket (``connectors.ratelimit``) and a per-endpoint call
 counter, a :class:`~connectors.salesforce.client.SalesforceClient` that logs in with the
 configured flow, a :class:`~connectors.salesforce.streams.StreamReader` for pulls and a
 :class:`~connectors.salesforce.write.Writer` for Campaigns and the picklist.
+
+``apply`` and ``write_field`` report only what Salesforce's answers prove: per person done,
+``failed``, ``unknown`` (an answer that arrived but cannot be read) or ``gone`` (deleted,
+merged away, converted); the exact rules are in :mod:`connectors.salesforce.write`. They
+raise only when no answer came (retries exhausted) or the answer means nothing was done.
+``read_memberships`` reads chosen (campaign, person) pairs back so the engine can settle
+unknown ones; each result's ``api_calls`` comes from the same call counter.
 
 Retries: the session retries 5xx, timeouts, connection resets, ``REQUEST_LIMIT_EXCEEDED``
 for *concurrent* requests and a request-level ``UNABLE_TO_LOCK_ROW`` with exponential
@@ -26,16 +33,28 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import requests
 
-from connectors.base import Batch, BatchResult, Page, PullRequest, TargetRef, TargetSpec
+from connectors.base import (
+    Batch,
+    BatchResult,
+    MembershipRead,
+    Page,
+    PullRequest,
+    TargetRef,
+    TargetSpec,
+)
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.http import RetryPolicy, default_is_retryable, make_session
 from connectors.ratelimit import TokenBucket
 from connectors.salesforce import soql
 from connectors.salesforce.client import ApiUsage, SalesforceClient, credentials_for
 from connectors.salesforce.mapping import LimitInfo, first_error
-from connectors.salesforce.settings import COLLECTION_LIMIT, SalesforceSettings
-from connectors.salesforce.streams import StreamReader
-from connectors.salesforce.write import Writer
+from connectors.salesforce.settings import (
+    COLLECTION_LIMIT,
+    SOQL_IDS_PER_QUERY,
+    SalesforceSettings,
+)
+from connectors.salesforce.streams import EMAIL_OBJECTS, StreamReader
+from connectors.salesforce.write import Tally, Writer
 
 __all__ = ["SalesforceConnector", "is_retryable"]
 
@@ -53,6 +72,10 @@ READ_OBJECTS: Mapping[str, tuple[str, ...]] = {
     "OpportunityContactRole": ("Id", "SystemModstamp", "OpportunityId", "ContactId"),
     "Task": ("Id", "SystemModstamp", "WhoId", "Type", "TaskSubtype", "ActivityDate"),
     "Event": ("Id", "SystemModstamp", "WhoId", "Type", "ActivityDateTime", "ActivityDate"),
+    # Enhanced Email (optional: an org without it only lacks email_received)
+    "EmailMessage": ("Id", "SystemModstamp", "ActivityId", "Incoming", "MessageDate"),
+    "EmailMessageRelation": ("Id", "SystemModstamp", "EmailMessageId", "RelationId",
+                             "RelationType"),
 }
 #: 5 attempts: waits of about 1, 2, 4 and 8 s (plus up to 1 s of jitter each).
 DEFAULT_RETRY = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=60.0)
@@ -82,11 +105,19 @@ def is_retryable(response: requests.Response) -> bool:
     return code == "UNABLE_TO_LOCK_ROW"
 
 
+def _result(tally: Tally, api_calls: int) -> BatchResult:
+    return BatchResult(failed=tally.failed, api_calls=api_calls, unknown=tally.unknown,
+                       gone=frozenset(tally.gone))
+
+
 class SalesforceConnector:
-    """Contacts, Leads, Accounts, won Opportunities, Tasks and Events in; Campaigns out."""
+    """Contacts, Leads, Accounts, won Opportunities, Tasks, Events and incoming
+    EmailMessages in; Campaigns and/or a multi-select picklist out."""
 
     max_batch = COLLECTION_LIMIT
     max_field_batch = COLLECTION_LIMIT
+    #: People one ``read_memberships`` query covers (Ids travel in the query URL).
+    max_read_batch = SOQL_IDS_PER_QUERY
 
     def __init__(
         self,
@@ -222,8 +253,19 @@ class SalesforceConnector:
 
     def apply(self, target: TargetRef, batch: Batch) -> BatchResult:
         before = self.usage.total
-        failed = self.writer.apply(target, batch)
-        return BatchResult(failed=failed, api_calls=self.usage.total - before)
+        tally = self.writer.apply(target, batch)
+        return _result(tally, self.usage.total - before)
+
+    # -- MembershipReader ------------------------------------------------------------------
+
+    def read_memberships(
+        self, targets: Sequence[TargetRef], record_ids: Sequence[str]
+    ) -> MembershipRead:
+        """Which of ``record_ids`` are members of which campaigns, read live (SOQL)."""
+        before = self.usage.total
+        read = self.writer.read_memberships(targets, record_ids)
+        return MembershipRead(read.present, read.known, read.gone,
+                              api_calls=self.usage.total - before)
 
     def delete_target(self, target: TargetRef) -> None:
         """``segsync prune``: delete a Campaign segsync created (gone already = deleted)."""
@@ -248,13 +290,14 @@ class SalesforceConnector:
 
     def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> BatchResult:
         before = self.usage.total
-        failed = self.writer.write_field(updates)
-        return BatchResult(failed=failed, api_calls=self.usage.total - before)
+        tally = self.writer.write_field(updates)
+        return _result(tally, self.usage.total - before)
 
     # -- check -----------------------------------------------------------------------------
 
     def check(self) -> list[str]:
-        """Credentials, object and field access, Marketing User, picklist, limits."""
+        """Credentials, object and field access, which email activity the org can supply,
+        Marketing User, picklist, limits."""
         s = self.settings
         client = self.client
         token = client.token
@@ -268,6 +311,8 @@ class SalesforceConnector:
         for sobject, fields in READ_OBJECTS.items():
             if sobject in ("Contact", "Lead") and sobject not in s.objects:
                 continue
+            if sobject in EMAIL_OBJECTS:
+                continue  # optional: reported by _check_email
             wanted = list(fields)
             if sobject in ("Contact", "Lead", "Account"):
                 names = _ALWAYS_MAPPED if sobject != "Account" else ("latitude", "longitude")
@@ -284,6 +329,7 @@ class SalesforceConnector:
                                 "(check the field names and their Field-Level Security)")
             else:
                 lines.append(f"{sobject}: readable ({len(found)} fields visible)")
+        lines.append(self._check_email())
         if s.writes_campaigns:
             lines += self._check_campaigns(token.user_id, permissions)
         if s.writes_field:
@@ -313,6 +359,35 @@ class SalesforceConnector:
         if not described.get("queryable", True):
             problems.append(f"{sobject}: not queryable by the API user (grant Read on it)")
         return {str(f.get("name", "")).lower() for f in described.get("fields", [])}
+
+    def _check_email(self) -> str:
+        """Which email activity the org supplies: Email Tasks always give email_sent;
+        email_received needs Enhanced Email (EmailMessage + EmailMessageRelation readable).
+        Never a problem: rules without email_received work either way."""
+        sent = "email_sent from Tasks of subtype Email"
+        capture = ("Einstein Activity Capture email is API-visible only with 'Sync Email as "
+                   "Salesforce Activity' on")
+        missing: list[str] = []
+        for sobject in EMAIL_OBJECTS:
+            try:
+                described = self.client.rest("GET", f"sobjects/{sobject}/describe") or {}
+            except AuthError:
+                raise
+            except ConnectorError:
+                described = None
+            if described is None or not described.get("queryable", True):
+                return (f"email activity: {sent} only; email_received is unavailable because "
+                        f"{sobject} is not queryable by the API user (Enhanced Email is off, "
+                        f"or the user lacks Read on it); {capture}")
+            visible = {str(f.get("name", "")).lower() for f in described.get("fields", [])}
+            missing += [f"{sobject}.{f}" for f in READ_OBJECTS[sobject]
+                        if f.lower() not in visible]
+        if missing:
+            return (f"warning: email activity: {sent} only; email_received is unavailable "
+                    f"because the API user cannot read {', '.join(missing)} (Field-Level "
+                    f"Security); {capture}")
+        return (f"email activity: {sent}, email_received from incoming EmailMessages "
+                f"(Enhanced Email); {capture}")
 
     def _check_campaigns(self, user_id: str | None, permissions: list[str]) -> list[str]:
         """Marketing User: the User flag when readable, else what describe says of Campaign."""

@@ -5,6 +5,12 @@ columns are Salesforce field names (relationship fields dotted: ``Opportunity.Am
 and the functions below turn such frames into the canonical frames of
 ``connectors.base``. Collection results become per-record outcomes, and every Salesforce
 error array becomes an exception through one table, :data:`ERROR_CODES`.
+
+A JSON ``null`` stays ``None`` in every mapped column, numbers included (``_lat``,
+``_lon``, ``amount`` hold Python floats or None in object columns). pandas would turn None
+into NaN wherever it infers a dtype (``Series.map`` over text infers ``str``, whose
+missing value is NaN; a float column cannot hold None), so every column is built with an
+explicit ``object`` dtype instead.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "ERROR_CODES",
     "LimitInfo",
     "Outcome",
+    "UnreadableAnswer",
     "activity_kind",
     "collection_outcomes",
     "companies_frame",
@@ -133,11 +140,22 @@ def _timestamps(series: pd.Series, what: str) -> pd.Series:
     return parsed.dt.tz_localize(None)
 
 
+def _number(value: Any, bound: float | None) -> float | None:
+    """A float, or None for null, text that is no number, NaN and values beyond ``bound``."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(number) or (bound is not None and abs(number) > bound):
+        return None
+    return number
+
+
 def _numbers(series: pd.Series, bound: float | None = None) -> pd.Series:
-    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
-    if bound is not None:
-        numbers = numbers.where(numbers.abs() <= bound)
-    return numbers
+    """Floats and None in an object column: a float64 column would turn null into NaN."""
+    return pd.Series([_number(v, bound) for v in series], index=series.index, dtype=object)
 
 
 def _flags(series: pd.Series) -> pd.Series:
@@ -145,7 +163,9 @@ def _flags(series: pd.Series) -> pd.Series:
 
 
 def _texts(series: pd.Series) -> pd.Series:
-    return series.map(to_text).astype(object)
+    """Text and None in an object column (``Series.map`` would infer ``str`` and make
+    every None a NaN)."""
+    return pd.Series([to_text(v) for v in series], index=series.index, dtype=object)
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -222,14 +242,15 @@ class EventRow:
 
 
 def events_frame(rows: Sequence[EventRow]) -> pd.DataFrame:
+    """The canonical events frame; ``amount`` is a float or None (object column)."""
     if not rows:
         return empty_frame("events")
     return pd.DataFrame({
-        "_crm_id": [r.record_id for r in rows],
-        "_contact_id": [r.person_id for r in rows],
-        "type": [r.kind for r in rows],
+        "_crm_id": pd.Series([r.record_id for r in rows], dtype=object),
+        "_contact_id": pd.Series([r.person_id for r in rows], dtype=object),
+        "type": pd.Series([r.kind for r in rows], dtype=object),
         "ts": pd.to_datetime([r.ts for r in rows]),
-        "amount": pd.Series([r.amount for r in rows], dtype="float64"),
+        "amount": pd.Series([r.amount for r in rows], dtype=object),
         "_modified_at": pd.to_datetime([r.modified_at for r in rows]),
     })
 
@@ -256,8 +277,17 @@ _TASK_SUBTYPES = {"email": "email_sent", "listemail": "email_sent", "call": "cal
 _TASK_TYPES = {"call": "call", "email": "email_sent", "meeting": "meeting"}
 
 
-def activity_kind(sobject: str, subtype: str | None, kind: str | None) -> str:
-    """The canonical activity type of a Task or Event (see ``connectors.base.ACTIVITY_TYPES``)."""
+def activity_kind(sobject: str, subtype: str | None = None, kind: str | None = None) -> str:
+    """The canonical activity type of a Task, Event or EmailMessage (see
+    ``connectors.base.ACTIVITY_TYPES``).
+
+    An EmailMessage is read only when ``Incoming`` is true, so it is always
+    ``email_received``; the Task Salesforce links to it (``EmailMessage.ActivityId``) is
+    the same email and is left out by the stream reader, so only other Email Tasks are
+    ``email_sent``.
+    """
+    if sobject == "EmailMessage":
+        return "email_received"
     if sobject == "Event":
         return "meeting"
     by_subtype = _TASK_SUBTYPES.get((subtype or "").lower())
@@ -289,25 +319,39 @@ class Outcome:
         return f"{self.code}: {self.message}".strip(": ") if not self.ok else ""
 
 
+class UnreadableAnswer(CrmDataError):
+    """An answer arrived but cannot be read: invalid or truncated JSON, an HTML page with a
+    2xx status, or a collections result that does not hold one item per record sent.
+
+    For a write this proves nothing either way -- the request may have been committed
+    before the answer was cut -- so the writer reports the call's records as unknown
+    instead of raising.
+    """
+
+
 def collection_outcomes(sent: int, results: object) -> list[Outcome]:
     """Per-record outcomes of a collections call, in request order.
 
-    A well-formed request gets one result per record; anything else (a count mismatch,
-    an HTML page) is a CrmDataError, because per-record bookkeeping would be a guess.
+    A well-formed request gets one result per record; anything else (a count mismatch, an
+    item that is not an object) is :class:`UnreadableAnswer`, because per-record
+    bookkeeping would be a guess. Only an item whose ``success`` is literally ``true``
+    counts as done.
     """
     if not isinstance(results, list) or len(results) != sent:
         got = f"{len(results)} results" if isinstance(results, list) else type(results).__name__
-        raise CrmDataError(
+        raise UnreadableAnswer(
             f"Salesforce answered a collections call for {sent} records with {got}"
         )
     outcomes = []
     for item in results:
         if not isinstance(item, Mapping):
-            raise CrmDataError(f"unexpected collections result item {item!r}")
+            raise UnreadableAnswer(f"unexpected collections result item {item!r}")
         record_id = item.get("id")
-        if item.get("success"):
+        if item.get("success") is True:
             outcomes.append(Outcome(True, record_id))
             continue
+        if item.get("success") is not False:
+            raise UnreadableAnswer(f"a collections result item without success: {item!r}")
         errors = item.get("errors") or [{}]
         first = errors[0] if isinstance(errors[0], Mapping) else {}
         outcomes.append(Outcome(

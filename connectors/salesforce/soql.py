@@ -21,9 +21,13 @@ __all__ = [
     "campaign_by_name",
     "changed",
     "field_list",
+    "from_relations",
     "ids_of",
+    "incoming_messages",
+    "incoming_tasks",
     "member_persons",
     "member_rows",
+    "memberships",
     "roles_of_opportunities",
 ]
 
@@ -105,19 +109,38 @@ def campaign_by_name(name: str) -> str:
                        name)
 
 
-def member_rows(campaign_id: str, contact_ids: Sequence[str], lead_ids: Sequence[str]) -> str:
-    """CampaignMember rows of these people in one campaign (to delete them by member Id)."""
+def _people(contact_ids: Sequence[str], lead_ids: Sequence[str]) -> str:
+    """``(ContactId IN (...) OR LeadId IN (...))``, leaving out an empty side."""
     people = []
     if contact_ids:
         people.append(format_soql("ContactId IN {}", list(contact_ids)))
     if lead_ids:
         people.append(format_soql("LeadId IN {}", list(lead_ids)))
     if not people:
-        raise ValueError("member_rows needs at least one person id")
+        raise ValueError("a CampaignMember query needs at least one person id")
+    return f"({' OR '.join(people)})"
+
+
+def member_rows(campaign_id: str, contact_ids: Sequence[str], lead_ids: Sequence[str]) -> str:
+    """CampaignMember rows of these people in one campaign (to delete them by member Id)."""
     return format_soql(
         "SELECT Id, ContactId, LeadId FROM CampaignMember WHERE CampaignId = {} AND ",
         campaign_id,
-    ) + f"({' OR '.join(people)})"
+    ) + _people(contact_ids, lead_ids)
+
+
+def memberships(campaign_ids: Sequence[str], contact_ids: Sequence[str],
+                lead_ids: Sequence[str]) -> str:
+    """Live memberships of these people in these campaigns (settling unknown pairs).
+
+    A converted lead's row carries both ids, so it matches through either.
+    """
+    if not campaign_ids:
+        raise ValueError("memberships needs at least one campaign id")
+    return format_soql(
+        "SELECT CampaignId, ContactId, LeadId FROM CampaignMember WHERE CampaignId IN {} AND ",
+        list(campaign_ids),
+    ) + _people(contact_ids, lead_ids)
 
 
 def member_persons(campaign_id: str) -> str:
@@ -125,6 +148,26 @@ def member_persons(campaign_id: str) -> str:
     return format_soql(
         "SELECT ContactId, LeadId FROM CampaignMember WHERE CampaignId = {}", campaign_id
     )
+
+
+def incoming_tasks(task_ids: Sequence[str]) -> str:
+    """Which of these Tasks are the logged copy of an incoming email (counted as the
+    EmailMessage, never as an email sent)."""
+    return format_soql("SELECT ActivityId FROM EmailMessage WHERE Incoming = true AND "
+                       "ActivityId IN {}", list(task_ids))
+
+
+def incoming_messages(fields: Iterable[str], message_ids: Sequence[str]) -> str:
+    """Live incoming EmailMessages by Id (those whose sender relation changed)."""
+    return format_soql("SELECT {:literal} FROM EmailMessage WHERE Id IN {} AND Incoming = true",
+                       field_list(fields), list(message_ids))
+
+
+def from_relations(message_ids: Sequence[str]) -> str:
+    """The senders (``RelationType = 'FromAddress'``) of these EmailMessages."""
+    return format_soql(
+        "SELECT EmailMessageId, RelationId, SystemModstamp FROM EmailMessageRelation "
+        "WHERE EmailMessageId IN {} AND RelationType = 'FromAddress'", list(message_ids))
 
 
 def marketing_user(user_id: str) -> str:

@@ -39,12 +39,32 @@ A first (full) pull reads the first REST page; when its ``totalSize`` shows that
 API 2.0 job needs fewer calls for the rest and the object is above ``bulk_threshold``,
 the whole object is read through one Bulk query job instead (unordered, so its progress
 only counts once the job's last page is stored).
+
+Activities
+----------
+Tasks and Events become ``call`` / ``email_sent`` / ``meeting`` / ``task`` rows for their
+``WhoId``. Incoming email (Enhanced Email) is ``email_received``: an ``EmailMessage`` with
+``Incoming = true`` yields one row per Contact/Lead among its ``EmailMessageRelation``
+rows of ``RelationType = 'FromAddress'`` (``RelationId``), at ``MessageDate``, whether or not
+a Task was logged for it. The Task Salesforce links from such a message
+(``EmailMessage.ActivityId``) is the same email, so it must count once: every page of
+Email Tasks asks which of them an incoming message links (one extra query per 200 Email
+Tasks) and leaves those out, and every page of messages lists their Tasks in
+``Page.deleted`` (a Task may have been stored as email_sent before its message was
+linked). EmailMessage and EmailMessageRelation have their own marks (each has its own
+SystemModstamp): changed messages are read with their complete sender set; changed
+sender relations (deletions included, via queryAll) make their messages be re-read, so a
+message's rows are always replaced as a whole. The first read of the email objects is a
+full read bounded by the activity look-back on ``MessageDate``. An org without Enhanced
+Email (``INVALID_TYPE``, or fields hidden: ``INVALID_FIELD``) is read without it, with one
+warning per pull.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import math
@@ -80,7 +100,7 @@ from connectors.salesforce.settings import (
     SalesforceSettings,
 )
 
-__all__ = ["Marks", "ObjectMark", "StreamReader", "bulk_calls", "use_bulk"]
+__all__ = ["EMAIL_OBJECTS", "Marks", "ObjectMark", "StreamReader", "bulk_calls", "use_bulk"]
 
 log = logging.getLogger("segsync.salesforce")
 
@@ -247,20 +267,23 @@ class StreamReader:
         full_conditions: Sequence[str] = (),
         *,
         archived: bool = False,
+        filters: Sequence[str] = (),
     ) -> Iterator[Chunk]:
         """Rows of one object changed since ``mark`` (all live rows when ``full``).
 
         Incremental reads run on queryAll and add IsDeleted (and MasterRecordId), so the
-        caller sees deletions and merges. The last chunk is empty and completes the read.
+        caller sees deletions and merges. ``full_conditions`` bound only a full read (a
+        record leaving that window must still be seen as changed); ``filters`` apply to
+        both (``Incoming = true``). The last chunk is empty and completes the read.
         """
         columns = list(select)
         if full:
-            conditions = list(full_conditions)
+            conditions = [*filters, *full_conditions]
             if archived:  # queryAll also returns archived activities; keep out the deleted
                 conditions.insert(0, "IsDeleted = false")
             since = None
         else:
-            conditions = []
+            conditions = list(filters)
             columns.append("IsDeleted")
             if sobject in MERGEABLE:
                 columns.append("MasterRecordId")
@@ -576,13 +599,14 @@ class StreamReader:
                 present.add(opp_id)
             yield Page(events_frame(rows), marks.encode(), present_ids=frozenset(present))
 
-    # -- activities (Task, Event) --------------------------------------------------------
+    # -- activities (Task, Event, incoming EmailMessage) ------------------------------------
 
     def _activities(self, request: PullRequest) -> Iterator[Page]:
         names = ("Task", "Event")
         marks, full = self._start(request, names)
         since = naive_utc(request.events_since) if request.events_since else None
         present: set[str] = set()
+        email = EmailAccess()
         for sobject in names:
             conditions = ["WhoId != null"]
             if since is not None and full:
@@ -599,14 +623,177 @@ class StreamReader:
                         gone.append(str(record["Id"]))
                         continue
                     rows.append(row)
-                    present.add(row.record_id)
+                if sobject == "Task":
+                    # The Task Salesforce logs for an incoming email is that email: it counts
+                    # once, through its EmailMessage, as email_received.
+                    linked = self._incoming_tasks(
+                        [r.record_id for r in rows if r.kind == "email_sent"], email)
+                    rows = [r for r in rows if r.record_id not in linked]
+                    gone.extend(sorted(linked))
+                present.update(r.record_id for r in rows)
                 watermark = None
                 if chunk.since or chunk.checked:
                     marks = marks.advanced(sobject, chunk.since, chunk.checked)
                     watermark = marks.encode()
                 yield Page(events_frame(rows), watermark, deleted=tuple(gone))
+        for page in self._emails(marks, full, since, present, email):
+            if page.watermark:
+                marks = Marks.decode(page.watermark)
+            yield page
         if full:
             yield Page(events_frame([]), marks.encode(), present_ids=frozenset(present))
+
+    def _email_refused(self, email: EmailAccess) -> bool:
+        """After a failed email query: is it the org refusing Enhanced Email objects? Then
+        warn (once per pull) and let the pull go on without email_received."""
+        code = self.client.last_error_code
+        if code not in _EMAIL_REFUSALS:
+            return False
+        if email.available:
+            email.available = False
+            log.warning("Salesforce refused to read EmailMessage (%s): Enhanced Email is off "
+                        "or hidden from the API user, so incoming email (email_received) is "
+                        "skipped; Email Tasks still count as email_sent. `segsync check` "
+                        "says what the org supplies.", code)
+        return True
+
+    def _incoming_tasks(self, task_ids: Sequence[str], email: EmailAccess) -> set[str]:
+        """Which of these Email Tasks an incoming EmailMessage links (``ActivityId``)."""
+        linked: set[str] = set()
+        if not task_ids or not email.available:
+            return linked
+        for ids in _chunks(sorted(set(task_ids)), SOQL_IDS_PER_QUERY):
+            try:
+                for page in self.client.query_pages(soql.incoming_tasks(ids),
+                                                    what="query EmailMessage"):
+                    linked.update(str(r["ActivityId"]) for r in page.records
+                                  if r.get("ActivityId"))
+            except ConnectorError:
+                if self._email_refused(email):
+                    return set()
+                raise
+        return linked
+
+    def _emails(self, marks: Marks, full: bool, since: dt.datetime | None, present: set[str],
+                email: EmailAccess) -> Iterator[Page]:
+        """email_received events: incoming EmailMessages x their FromAddress Contacts/Leads.
+
+        Each message's rows are emitted together (the store replaces a record's rows), so
+        both the message read and the relation read fetch the message's complete sender
+        set. A message's linked Task goes into ``deleted`` (it may have been stored as
+        email_sent before the message was linked). The first read of the email objects
+        (or one after a gap past the recycle bin) is a full read bounded by the look-back
+        on MessageDate; the relations' own watermark then starts when it began.
+        """
+        if not email.available:
+            return
+        first = full or marks.stale(EMAIL_OBJECTS, self.server_now())
+        window = [format_soql("MessageDate >= {}", aware(since))] if since else []
+        chunks = self._changes("EmailMessage", _MESSAGE_FIELDS, marks.get("EmailMessage"),
+                               first, window, filters=[_INCOMING])
+        try:
+            head = next(chunks)
+        except ConnectorError:
+            if self._email_refused(email):
+                return
+            raise
+        handled: set[str] = set()
+        for chunk in itertools.chain([head], chunks):
+            deleted, _, live = _split_deleted(chunk.frame)
+            messages = {str(r["Id"]): r for r in _rows(live)}
+            rows, gone = self._message_rows(messages, since)
+            handled.update(messages)
+            handled.update(deleted)
+            if full:
+                present.update(r.record_id for r in rows)
+            watermark = None
+            if chunk.since or chunk.checked:
+                marks = marks.advanced("EmailMessage", chunk.since, chunk.checked)
+                if first and chunk.checked:  # relations changed after the read began
+                    marks = marks.advanced("EmailMessageRelation", chunk.since, chunk.checked)
+                watermark = marks.encode()
+            yield Page(events_frame(rows), watermark,
+                       deleted=_unique(deleted, gone, _activities_of(messages)))
+        if first:
+            return
+        for chunk in self._changes("EmailMessageRelation", _RELATION_FIELDS,
+                                   marks.get("EmailMessageRelation"), False, filters=[_FROM]):
+            touched = {str(i) for i in chunk.frame["EmailMessageId"] if i} - handled
+            messages = {}
+            for ids in _chunks(sorted(touched), SOQL_IDS_PER_QUERY):
+                query = soql.incoming_messages(_MESSAGE_FIELDS, ids)
+                for page in self.client.query_pages(query, what="query EmailMessage"):
+                    messages.update((str(r["Id"]), r) for r in
+                                    _rows(records_frame(page.records, _MESSAGE_FIELDS)))
+            rows, gone = self._message_rows(messages, since)
+            handled.update(touched)
+            watermark = None
+            if chunk.since or chunk.checked:
+                marks = marks.advanced("EmailMessageRelation", chunk.since, chunk.checked)
+                watermark = marks.encode()
+            # touched but not found: deleted, or not incoming -- no rows may stay
+            yield Page(events_frame(rows), watermark,
+                       deleted=_unique(sorted(touched - set(messages)), gone,
+                                       _activities_of(messages)))
+
+    def _message_rows(self, messages: Mapping[str, Mapping[str, Any]], since: dt.datetime | None
+                      ) -> tuple[list[EventRow], list[str]]:
+        """(rows, message ids that have none) for live incoming messages: one row per
+        Contact/Lead sender, at MessageDate."""
+        senders: dict[str, set[str]] = {}
+        stamps: dict[str, dt.datetime] = {}
+        for ids in _chunks(sorted(messages), SOQL_IDS_PER_QUERY):
+            for page in self.client.query_pages(soql.from_relations(ids),
+                                                what="query EmailMessageRelation"):
+                for relation in page.records:
+                    person = str(relation.get("RelationId") or "")
+                    message = str(relation.get("EmailMessageId") or "")
+                    if person[:3] not in _PERSON_PREFIXES or message not in messages:
+                        continue  # a User, or an address no person record matched
+                    senders.setdefault(message, set()).add(person)
+                    stamp = parse_timestamp(relation.get("SystemModstamp"))
+                    if stamp is not None and (message not in stamps or stamp > stamps[message]):
+                        stamps[message] = stamp
+        rows: list[EventRow] = []
+        gone: list[str] = []
+        for message_id, record in messages.items():
+            ts = day_start(record.get("MessageDate"))
+            stamp = parse_timestamp(record.get("SystemModstamp"))
+            people = senders.get(message_id)
+            if ts is None or stamp is None or not people or (since is not None and ts < since):
+                gone.append(message_id)
+                continue
+            modified = naive_utc(max(stamp, stamps.get(message_id, stamp)))
+            kind = activity_kind("EmailMessage")
+            rows.extend(EventRow(message_id, person, kind, ts, None, modified)
+                        for person in sorted(people))
+        return rows, gone
+
+
+@dataclass
+class EmailAccess:
+    """Whether this pull can read Enhanced Email (false after the org refused it once)."""
+
+    available: bool = True
+
+
+#: Enhanced Email objects: optional; an org without them only lacks email_received.
+EMAIL_OBJECTS = ("EmailMessage", "EmailMessageRelation")
+_EMAIL_REFUSALS = frozenset({"INVALID_TYPE", "INVALID_FIELD"})
+_MESSAGE_FIELDS = ["Id", "SystemModstamp", "ActivityId", "MessageDate"]
+_RELATION_FIELDS = ["Id", "SystemModstamp", "EmailMessageId"]
+_INCOMING = "Incoming = true"
+_FROM = "RelationType = 'FromAddress'"
+_PERSON_PREFIXES = frozenset({"003", "00Q"})
+
+
+def _activities_of(messages: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The Tasks these emails are logged as (counted through the email instead)."""
+    return sorted({str(r["ActivityId"]) for r in messages.values() if r.get("ActivityId")})
+
+
+def _unique(*groups: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for group in groups for i in group))
 
 
 _OPP_FIELDS = ["Id", "SystemModstamp", "ContactId", "Amount", "CloseDate", "IsWon"]

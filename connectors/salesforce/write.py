@@ -11,12 +11,32 @@ So a batch costs 1 call (adds only), 2 (removes only) or 3 (both). Removes run b
 adds, so a lead converted into a contact (whose member row now carries both ids) is
 removed and then re-added as the contact within one plan.
 
-Per-record outcomes: ``DUPLICATE_VALUE`` on insert and an already-deleted member on
-delete are success; a person who is gone (deleted, merged away or a converted lead) is
-success too, because the next pull removes them from the store and the engine then stops
-planning them; ``UNABLE_TO_LOCK_ROW`` rows are retried in this run up to
-:data:`LOCK_RETRIES` times with exponential backoff and jitter, then reported as failed;
-anything else is reported as failed and retried by the next run.
+Only what an answer proves is reported (segsync's "exact CRM state" rule): a Salesforce
+write can commit and still reach us as a reset, a 5xx or a truncated body, so a person
+counts as done only when a parsed result item says so:
+
+* done: ``success: true``; ``DUPLICATE_VALUE`` on an insert (already a member);
+  ``ENTITY_IS_DELETED`` / ``INVALID_CROSS_REFERENCE_KEY`` on a member delete (already
+  gone); a remove whose lookup found no member row; for the picklist, ``success: true``.
+* gone (``BatchResult.gone``): the person no longer exists as such -- a PERSON_GONE code
+  naming ContactId/LeadId on an insert (the Id itself on a field update), or
+  ``CANNOT_UPDATE_CONVERTED_LEAD``. The next pull drops or folds them.
+* failed: any other per-record error (the state is as before; the next run retries), and
+  ``UNABLE_TO_LOCK_ROW`` once :data:`LOCK_RETRIES` in-run retries with exponential backoff
+  and jitter are spent. A remove whose member lookup could not be read is failed too: no
+  DELETE was sent, so nothing changed.
+* unknown (``BatchResult.unknown``, with the reason): every person of a call whose answer
+  arrived but cannot be read (invalid/truncated JSON, an HTML page with status 200, a
+  result count that does not match the records sent). Earlier calls of the batch keep
+  their proven outcomes; for a lock retry only the resent rows become unknown.
+
+A call that got no answer at all (the session's retries exhausted: ``RetriableAPIError``)
+raises, as do answers meaning nothing was done (auth, quota, a 4xx on the whole request)
+and a deleted campaign; the engine, which recorded the batch as intended before sending
+it, keeps such a batch unknown itself.
+
+:meth:`Writer.read_memberships` reads chosen (campaign, person) pairs back, one SOQL query
+per 200 people, so the engine can settle unknown pairs without reading whole campaigns.
 """
 
 from __future__ import annotations
@@ -25,11 +45,11 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import pandas as pd
 
-from connectors.base import Batch, TargetRef, TargetSpec
+from connectors.base import Batch, MembershipRead, TargetRef, TargetSpec
 from connectors.errors import ConnectorError, RetriableAPIError, TargetConflict
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient
@@ -37,16 +57,18 @@ from connectors.salesforce.mapping import (
     PERSON_FIELDS,
     PERSON_GONE,
     Outcome,
+    UnreadableAnswer,
     collection_outcomes,
 )
 from connectors.salesforce.settings import (
     CAMPAIGN_NAME_MAX,
     COLLECTION_LIMIT,
+    SOQL_IDS_PER_QUERY,
     SalesforceSettings,
 )
 from connectors.salesforce.streams import use_bulk
 
-__all__ = ["LOCK_RETRIES", "Writer", "campaign_name", "person_object"]
+__all__ = ["LOCK_RETRIES", "Tally", "Writer", "campaign_name", "person_object"]
 
 log = logging.getLogger("segsync.salesforce")
 
@@ -56,6 +78,9 @@ LOCK_RETRIES = 3
 LOCK_BASE_DELAY = 1.0
 LOCK_JITTER = 1.0
 _PREFIXES = {"003": "Contact", "00Q": "Lead"}
+#: Codes on a member delete meaning the row is already gone: the goal of a remove.
+ALREADY_DELETED = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
+NOT_A_PERSON = "not a Contact (003...) or Lead (00Q...) id"
 
 
 def person_object(person_id: str) -> str | None:
@@ -66,6 +91,33 @@ def person_object(person_id: str) -> str | None:
 def campaign_name(name: str) -> str:
     """Campaign.Name holds 80 characters; longer names are cut with an ellipsis."""
     return name if len(name) <= CAMPAIGN_NAME_MAX else name[: CAMPAIGN_NAME_MAX - 1] + "…"
+
+
+@dataclass
+class Tally:
+    """What the answers of one ``apply`` or ``write_field`` proved, per person.
+
+    A person is in at most one of ``failed``, ``unknown`` and ``gone``; everyone else of
+    the batch is done.
+    """
+
+    failed: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Sent(Generic[T]):
+    """The rows of one logical write after lock retries: outcomes the answers proved, and
+    the rows whose (last) answer could not be read, with the reason."""
+
+    proven: list[tuple[T, Outcome]]
+    unread: list[T] = field(default_factory=list)
+    reason: str = ""
+
+
+_State = Literal["done", "failed", "unknown"]
+_RANK: dict[str, int] = {"done": 0, "failed": 1, "unknown": 2}
 
 
 @dataclass
@@ -179,53 +231,74 @@ class Writer:
                     yield from _people(cast(list[dict[str, Any]], frame.to_dict("records")), seen)
                 return
 
-    def apply(self, target: TargetRef, batch: Batch) -> dict[str, str]:
-        """Apply one batch; returns the per-person failures."""
-        failed: dict[str, str] = {}
+    def apply(self, target: TargetRef, batch: Batch) -> Tally:
+        """Apply one batch (removes first); see the module docstring for the outcomes."""
+        tally = Tally()
         removes = list(dict.fromkeys(batch.removes))
         removing = set(removes)
         adds = [i for i in dict.fromkeys(batch.adds) if i not in removing]
         for person in [*removes, *adds]:
             if person_object(person) is None:
-                failed[person] = "not a Contact (003...) or Lead (00Q...) id"
+                tally.failed[person] = NOT_A_PERSON
+        removes = [p for p in removes if p not in tally.failed]
+        adds = [p for p in adds if p not in tally.failed]
         if removes:
             self.before_write()
-            failed.update(self._remove(target, [p for p in removes if p not in failed]))
+            self._remove(target, removes, tally)
         if adds:
             self.before_write()
-            failed.update(self._add(target, [p for p in adds if p not in failed]))
-        return failed
+            self._add(target, adds, tally)
+        return tally
 
-    def _remove(self, target: TargetRef, people: Sequence[str]) -> dict[str, str]:
-        if not people:
-            return {}
+    def _remove(self, target: TargetRef, people: Sequence[str], tally: Tally) -> None:
         contacts = [p for p in people if person_object(p) == "Contact"]
         leads = [p for p in people if person_object(p) == "Lead"]
         wanted = set(people)
-        owner: dict[str, str] = {}
+        # member id -> the asked people it stands for (a converted lead's row is both the
+        # lead's and the contact's membership)
+        rows: dict[str, set[str]] = {}
         query = soql.member_rows(target.target_id, contacts, leads)
-        for page in self.client.query_pages(query, what="query CampaignMember"):
-            for row in page.records:
-                lead, contact = row.get("LeadId"), row.get("ContactId")
-                person = lead if lead in wanted else contact
-                if person in wanted:
-                    owner[str(row["Id"])] = str(person)
-        failed: dict[str, str] = {}
-        for chunk in _chunks(sorted(owner), COLLECTION_LIMIT):
-            for member_id, outcome in self._with_lock_retries(chunk, self._delete_members):
-                if outcome.ok or outcome.code in ("ENTITY_IS_DELETED",
-                                                  "INVALID_CROSS_REFERENCE_KEY"):
-                    continue  # already gone: the goal of a remove
-                failed[owner[member_id]] = outcome.reason
-        return failed
+        try:
+            for page in self.client.query_pages(query, what="query CampaignMember",
+                                                unreadable=UnreadableAnswer):
+                for row in page.records:
+                    matched = {str(v) for v in (row.get("ContactId"), row.get("LeadId"))
+                               if v and str(v) in wanted}
+                    if matched:
+                        rows.setdefault(str(row["Id"]), set()).update(matched)
+        except UnreadableAnswer as exc:
+            reason = f"nothing was deleted: the member lookup could not be read ({exc})"
+            log.warning("Campaign %s: %s", target.target_id, reason)
+            tally.failed.update(dict.fromkeys(people, reason))
+            return
+        # Absent people (no row) are done; a person with several rows is only as done as
+        # the least certain of them.
+        states: dict[str, tuple[_State, str]] = {}
+
+        def settle(member_id: str, state: _State, reason: str) -> None:
+            for person in rows[member_id]:
+                if _RANK[state] > _RANK[states.get(person, ("done", ""))[0]]:
+                    states[person] = (state, reason)
+
+        for chunk in _chunks(sorted(rows), COLLECTION_LIMIT):
+            sent = self._with_lock_retries(chunk, self._delete_members)
+            for member_id, outcome in sent.proven:
+                if outcome.ok or outcome.code in ALREADY_DELETED:
+                    continue  # deleted now, or already gone: the goal of a remove
+                settle(member_id, "failed", outcome.reason)
+            for member_id in sent.unread:
+                settle(member_id, "unknown", f"the member may or may not be deleted: "
+                                             f"{sent.reason}")
+        for person, (state, reason) in states.items():
+            (tally.unknown if state == "unknown" else tally.failed)[person] = reason
 
     def _delete_members(self, member_ids: list[str]) -> list[Outcome]:
         results = self.client.rest("DELETE", "composite/sobjects",
-                                   params={"ids": ",".join(member_ids), "allOrNone": "false"})
+                                   params={"ids": ",".join(member_ids), "allOrNone": "false"},
+                                   unreadable=UnreadableAnswer)
         return collection_outcomes(len(member_ids), results)
 
-    def _add(self, target: TargetRef, people: Sequence[str]) -> dict[str, str]:
-        failed: dict[str, str] = {}
+    def _add(self, target: TargetRef, people: Sequence[str], tally: Tally) -> None:
         for chunk in _chunks(list(people), COLLECTION_LIMIT):
 
             def send(batch: list[str]) -> list[Outcome]:
@@ -234,24 +307,69 @@ class Writer:
                             ("LeadId" if person_object(p) == "Lead" else "ContactId"): p}
                            for p in batch]
                 results = self.client.rest("POST", "composite/sobjects",
-                                           json={"allOrNone": False, "records": records})
+                                           json={"allOrNone": False, "records": records},
+                                           unreadable=UnreadableAnswer)
                 return collection_outcomes(len(batch), results)
 
-            for person, outcome in self._with_lock_retries(chunk, send):
+            sent = self._with_lock_retries(chunk, send)
+            for person, outcome in sent.proven:
                 if outcome.ok or outcome.code == "DUPLICATE_VALUE":
-                    continue
+                    continue  # added now, or already a member
                 if outcome.code in PERSON_GONE and "CampaignId" in outcome.fields:
                     raise ConnectorError(
                         f"the Campaign {target.name!r} ({target.target_id}) is gone from "
                         f"Salesforce ({outcome.reason}); restore it from the recycle bin"
                     )
                 if self._person_gone(person, outcome):
+                    tally.gone.add(person)
                     continue
-                failed[person] = outcome.reason
-        return failed
+                tally.failed[person] = outcome.reason
+            for person in sent.unread:
+                tally.unknown[person] = f"the member may or may not be added: {sent.reason}"
+
+    def read_memberships(self, targets: Sequence[TargetRef], record_ids: Sequence[str]
+                         ) -> MembershipRead:
+        """Live (campaign, person) pairs of these people in these campaigns.
+
+        One query per :data:`SOQL_IDS_PER_QUERY` people (and per as many campaigns),
+        following ``nextRecordsUrl``. A row matches an asked person through ContactId or
+        LeadId: a converted lead's row carries both, and both ids are members. People
+        whose every query was answered are ``known``; an unreadable answer leaves its
+        people unknown (the other queries still count). Ids that are not Contacts or
+        Leads cannot be members: they are ``gone``. ``api_calls`` is left to the caller.
+        """
+        people = list(dict.fromkeys(record_ids))
+        gone = frozenset(p for p in people if person_object(p) is None)
+        asked = [p for p in people if p not in gone]
+        campaigns = list(dict.fromkeys(t.target_id for t in targets))
+        if not campaigns:
+            return MembershipRead(known=frozenset(asked), gone=gone)
+        present: set[tuple[str, str]] = set()
+        known: set[str] = set()
+        for chunk in _chunks(asked, SOQL_IDS_PER_QUERY):
+            wanted = set(chunk)
+            contacts = [p for p in chunk if person_object(p) == "Contact"]
+            leads = [p for p in chunk if person_object(p) == "Lead"]
+            try:
+                for some in _chunks(campaigns, SOQL_IDS_PER_QUERY):
+                    query = soql.memberships(some, contacts, leads)
+                    for page in self.client.query_pages(query, what="query CampaignMember",
+                                                        unreadable=UnreadableAnswer):
+                        for row in page.records:
+                            campaign = str(row.get("CampaignId") or "")
+                            for key in ("ContactId", "LeadId"):
+                                value = row.get(key)
+                                if value and str(value) in wanted:
+                                    present.add((campaign, str(value)))
+            except UnreadableAnswer as exc:
+                log.warning("reading %d people's campaign memberships: %s; they stay "
+                            "unknown", len(chunk), exc)
+                continue
+            known.update(chunk)
+        return MembershipRead(frozenset(present), frozenset(known), gone)
 
     def _person_gone(self, person: str, outcome: Outcome, *, direct: bool = False) -> bool:
-        """Deleted, merged-away or converted people: skipped, the next pull drops them.
+        """Deleted, merged-away or converted people: reported gone, the next pull drops them.
 
         ``direct`` is true when the failing record *is* the person (a field update); for a
         CampaignMember insert the error must name the ContactId/LeadId field, otherwise it
@@ -262,33 +380,43 @@ class Writer:
         if not direct and outcome.code != "CANNOT_UPDATE_CONVERTED_LEAD" and not (
                 set(outcome.fields) & PERSON_FIELDS):
             return False
-        log.info("skipped %s: %s (it leaves the store on the next pull)", person, outcome.reason)
+        log.info("%s is gone: %s (it leaves the store on the next pull)", person, outcome.reason)
         self.gone.add(person)
         return True
 
     def _with_lock_retries(
         self, items: list[T], send: Callable[[list[T]], list[Outcome]]
-    ) -> list[tuple[T, Outcome]]:
-        """Send, then resend only the rows Salesforce could not lock, a bounded number of times."""
-        done: list[tuple[T, Outcome]] = []
+    ) -> Sent[T]:
+        """Send, then resend only the rows Salesforce could not lock, a bounded number of times.
+
+        An answer that cannot be read ends the loop: the rows of that call are unread
+        (unknown), while the outcomes earlier answers proved are kept. A call that got no
+        answer at all raises (see the module docstring).
+        """
+        sent: Sent[T] = Sent([])
         pending = items
         for attempt in range(LOCK_RETRIES + 1):
-            outcomes = send(pending)
+            try:
+                outcomes = send(pending)
+            except UnreadableAnswer as exc:
+                log.warning("%d record(s): %s", len(pending), exc)
+                sent.unread, sent.reason = list(pending), str(exc)
+                break
             locked = [(i, o) for i, o in zip(pending, outcomes, strict=True)
                       if not o.ok and o.code == "UNABLE_TO_LOCK_ROW"]
-            done.extend((i, o) for i, o in zip(pending, outcomes, strict=True)
-                        if o.ok or o.code != "UNABLE_TO_LOCK_ROW")
+            sent.proven.extend((i, o) for i, o in zip(pending, outcomes, strict=True)
+                               if o.ok or o.code != "UNABLE_TO_LOCK_ROW")
             if not locked:
                 break
             if attempt == LOCK_RETRIES:
-                done.extend(locked)
+                sent.proven.extend(locked)
                 break
             delay = LOCK_BASE_DELAY * 2**attempt + self.rng.uniform(0, LOCK_JITTER)
             log.info("%d row(s) locked by another transaction; retrying in %.1f s",
                      len(locked), delay)
             self.sleep(delay)
             pending = [i for i, _ in locked]
-        return done
+        return sent
 
     # -- the multi-select picklist ---------------------------------------------------------
 
@@ -346,14 +474,20 @@ class Writer:
             raise ConnectorError("the segment field is not ready; a Salesforce admin must:\n  - "
                                  + "\n  - ".join(problems))
 
-    def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    def write_field(self, updates: Mapping[str, tuple[str, ...]]) -> Tally:
+        """PATCH each person's full set of segment names, 200 per call.
+
+        Outcomes as for :meth:`apply`: ``success: true`` is done; a PERSON_GONE code on the
+        record itself (deleted, merged away, a converted lead) is gone; other errors are
+        failed; an unreadable answer makes that call's people unknown.
+        """
         name = self.settings.field_name
-        failed: dict[str, str] = {}
+        tally = Tally()
         records: list[dict[str, Any]] = []
         for person in sorted(updates):
             sobject = person_object(person)
             if sobject is None or sobject not in self.settings.objects:
-                failed[person] = "not a Contact (003...) or Lead (00Q...) id"
+                tally.failed[person] = NOT_A_PERSON
                 continue
             values = sorted(set(updates[person]))
             records.append({"attributes": {"type": sobject}, "id": person,
@@ -361,17 +495,25 @@ class Writer:
 
         def send(batch: list[dict[str, Any]]) -> list[Outcome]:
             results = self.client.rest("PATCH", "composite/sobjects",
-                                       json={"allOrNone": False, "records": batch})
+                                       json={"allOrNone": False, "records": batch},
+                                       unreadable=UnreadableAnswer)
             return collection_outcomes(len(batch), results)
 
         for chunk in _chunks(records, COLLECTION_LIMIT):
             self.before_write()
-            for record, outcome in self._with_lock_retries(chunk, send):
+            sent = self._with_lock_retries(chunk, send)
+            for record, outcome in sent.proven:
                 person = str(record["id"])
-                if outcome.ok or self._person_gone(person, outcome, direct=True):
+                if outcome.ok:
                     continue
-                failed[person] = outcome.reason
-        return failed
+                if self._person_gone(person, outcome, direct=True):
+                    tally.gone.add(person)
+                    continue
+                tally.failed[person] = outcome.reason
+            for record in sent.unread:
+                tally.unknown[str(record["id"])] = (f"the field may or may not be written: "
+                                                    f"{sent.reason}")
+        return tally
 
 
 def _people(rows: Sequence[Mapping[str, Any]], seen: set[str]) -> Iterator[str]:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from connectors.base import Batch, PullRequest, TargetRef, TargetSpec
+from connectors.base import Batch, MembershipReader, PullRequest, TargetRef, TargetSpec
 from connectors.errors import (
     AuthError,
     ConnectorError,
@@ -433,34 +433,151 @@ def test_incremental_purchases_follow_role_changes_and_reopened_deals(
     assert "WHERE OpportunityId IN ('006B')" in soql_of(mocked.calls[4])
 
 
-def test_activities_from_tasks_and_events(
-    mocked: responses.RequestsMock, sleeps: list[float]
+def test_activities_from_tasks_events_and_incoming_email(
+    ordered: responses.RequestsMock, sleeps: list[float]
 ) -> None:
-    login(mocked)
-    mocked.get(f"{DATA}/queryAll/", json=page([
+    """A full pull: Tasks, Events, then incoming EmailMessages with their senders. The Task
+    logged for an incoming email (00TB) counts once, as that email's email_received."""
+    login(ordered)
+    ordered.get(f"{DATA}/queryAll/", json=page([
         record("Task", Id="00TA", SystemModstamp=STAMP, WhoId=C1, Type="Call", TaskSubtype="Task",
                ActivityDate="2025-05-20", CompletedDateTime=None, CreatedDate=STAMP),
-        record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
+        record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=C3, Type="Email",
+               TaskSubtype="Email", ActivityDate="2025-05-21", CompletedDateTime=None,
+               CreatedDate=STAMP),
+        record("Task", Id="00TC", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
                ActivityDate=None, CompletedDateTime="2025-05-21T08:00:00.000+0000",
                CreatedDate=STAMP),
     ]))
-    mocked.get(f"{DATA}/queryAll/", json=page([
+    ordered.get(f"{DATA}/query/", json=page([  # which Email Tasks log an incoming email
+        record("EmailMessage", ActivityId="00TB")]))
+    ordered.get(f"{DATA}/queryAll/", json=page([
         record("Event", Id="00UA", SystemModstamp=STAMP, WhoId=C2, Type="Meeting",
                EventSubtype="Event", ActivityDateTime="2025-05-22T10:00:00.000+0000",
                ActivityDate="2025-05-22", CreatedDate=STAMP),
     ]))
+    ordered.get(f"{DATA}/query/", json=page([
+        record("EmailMessage", Id="02sA", SystemModstamp=STAMP, ActivityId="00TB",
+               MessageDate="2025-05-23T07:30:00.000+0000"),
+        record("EmailMessage", Id="02sB", SystemModstamp=STAMP, ActivityId=None,
+               MessageDate="2025-05-24T07:30:00.000+0000"),
+        record("EmailMessage", Id="02sC", SystemModstamp=STAMP, ActivityId=None,
+               MessageDate="2025-05-25T07:30:00.000+0000"),
+    ]))
+    ordered.get(f"{DATA}/query/", json=page([
+        record("EmailMessageRelation", EmailMessageId="02sA", RelationId=C3,
+               SystemModstamp=STAMP),
+        record("EmailMessageRelation", EmailMessageId="02sB", RelationId=L1,
+               SystemModstamp="2025-06-02T09:30:00.000+0000"),
+        record("EmailMessageRelation", EmailMessageId="02sB", RelationId=C4,
+               SystemModstamp=STAMP),
+        # a sender no Contact or Lead matched, and a User: not people
+        record("EmailMessageRelation", EmailMessageId="02sC", RelationId=None,
+               SystemModstamp=STAMP),
+        record("EmailMessageRelation", EmailMessageId="02sC", RelationId="005EM0000000001AAA",
+               SystemModstamp=STAMP),
+    ]))
     events_since = dt.datetime(2024, 6, 2)
     pages = list(make(sleeps).pull(PullRequest("activities", None, events_since=events_since)))
-    rows = sorted(pd_rows(pages), key=lambda r: r["_crm_id"])
+    rows = sorted(pd_rows(pages), key=lambda r: (r["_crm_id"], r["_contact_id"]))
     assert [(r["_crm_id"], r["_contact_id"], r["type"], str(r["ts"])) for r in rows] == [
         ("00TA", C1, "call", "2025-05-20 00:00:00"),
-        ("00TB", L1, "email_sent", "2025-05-21 08:00:00"),
+        ("00TC", L1, "email_sent", "2025-05-21 08:00:00"),
         ("00UA", C2, "meeting", "2025-05-22 10:00:00"),
+        ("02sA", C3, "email_received", "2025-05-23 07:30:00"),
+        ("02sB", C4, "email_received", "2025-05-24 07:30:00"),
+        ("02sB", L1, "email_received", "2025-05-24 07:30:00"),
     ]
-    task_query = soql_of(mocked.calls[1])
+    modified = {(r["_crm_id"], r["_contact_id"]): str(r["_modified_at"]) for r in rows}
+    assert modified["02sB", L1] == "2025-06-02 09:30:00"  # the newer of message and relation
+    deleted = {i for p in pages for i in p.deleted}
+    assert {"00TB", "02sC"} <= deleted  # the logged Task; a message with no person sender
+    assert pages[-1].present_ids == frozenset({"00TA", "00TC", "00UA", "02sA", "02sB"})
+    task_query = soql_of(ordered.calls[1])
     assert "IsDeleted = false AND WhoId != null AND (ActivityDate >= 2024-06-02 OR " \
            "CreatedDate >= 2024-06-02T00:00:00+00:00)" in task_query
-    assert pages[-1].present_ids == frozenset({"00TA", "00TB", "00UA"})
+    assert soql_of(ordered.calls[2]) == ("SELECT ActivityId FROM EmailMessage WHERE Incoming = "
+                                         "true AND ActivityId IN ('00TB','00TC')")
+    assert soql_of(ordered.calls[4]) == (
+        "SELECT Id, SystemModstamp, ActivityId, MessageDate FROM EmailMessage WHERE Incoming = "
+        "true AND MessageDate >= 2024-06-02T00:00:00+00:00 ORDER BY SystemModstamp ASC, Id ASC")
+    assert "EmailMessageId IN ('02sA','02sB','02sC') AND RelationType = 'FromAddress'" in \
+        soql_of(ordered.calls[5])
+    final = Marks.decode(pages[-1].watermark)
+    assert final.get("EmailMessageRelation").since == final.get("EmailMessage").since
+    assert final.get("EmailMessageRelation").checked == NOW
+
+
+def test_incremental_email_follows_messages_and_sender_changes(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    t0 = dt.datetime(2025, 6, 2, 9, tzinfo=dt.UTC)
+    since = Marks()
+    for name in ("Task", "Event", "EmailMessage", "EmailMessageRelation"):
+        since = since.advanced(name, t0, t0)
+    login(ordered)
+    ordered.get(f"{DATA}/queryAll/", json=page([  # a Task edited: it logs an incoming email
+        record("Task", Id="00TD", SystemModstamp=STAMP, WhoId=C1, Type="Email",
+               TaskSubtype="Email", ActivityDate="2025-06-01", CompletedDateTime=None,
+               CreatedDate=STAMP, IsDeleted=False)]))
+    ordered.get(f"{DATA}/query/", json=page([record("EmailMessage", ActivityId="00TD")]))
+    ordered.get(f"{DATA}/queryAll/", json=page([]))  # Events
+    ordered.get(f"{DATA}/queryAll/", json=page([  # changed messages
+        record("EmailMessage", Id="02sD", SystemModstamp=STAMP, ActivityId="00TD",
+               MessageDate="2025-06-01T10:00:00.000+0000", IsDeleted=False),
+        record("EmailMessage", Id="02sE", SystemModstamp=STAMP, ActivityId=None,
+               MessageDate="2025-06-01T10:00:00.000+0000", IsDeleted=True),
+    ]))
+    ordered.get(f"{DATA}/query/", json=page([
+        record("EmailMessageRelation", EmailMessageId="02sD", RelationId=C1,
+               SystemModstamp=STAMP)]))
+    ordered.get(f"{DATA}/queryAll/", json=page([  # changed sender relations
+        record("EmailMessageRelation", Id="0EdA", SystemModstamp=STAMP, EmailMessageId="02sD",
+               IsDeleted=False),
+        record("EmailMessageRelation", Id="0EdB", SystemModstamp=STAMP, EmailMessageId="02sF",
+               IsDeleted=False),
+        record("EmailMessageRelation", Id="0EdC", SystemModstamp=STAMP, EmailMessageId="02sG",
+               IsDeleted=True),
+    ]))
+    ordered.get(f"{DATA}/query/", json=page([  # the touched messages still there
+        record("EmailMessage", Id="02sF", SystemModstamp=STAMP, ActivityId=None,
+               MessageDate="2025-05-30T10:00:00.000+0000")]))
+    ordered.get(f"{DATA}/query/", json=page([
+        record("EmailMessageRelation", EmailMessageId="02sF", RelationId=L1,
+               SystemModstamp=STAMP)]))
+    pages = list(make(sleeps).pull(PullRequest("activities", since.encode())))
+    rows = sorted((r["_crm_id"], r["_contact_id"], r["type"]) for r in pd_rows(pages))
+    assert rows == [("02sD", C1, "email_received"), ("02sF", L1, "email_received")]
+    deleted = [i for p in pages for i in p.deleted]
+    assert sorted(deleted) == ["00TD", "00TD", "02sE", "02sG"]
+    assert all(p.present_ids is None for p in pages)
+    assert "FROM EmailMessage WHERE Incoming = true AND SystemModstamp >= " \
+        "2025-06-02T09:00:00+00:00" in soql_of(ordered.calls[4])
+    assert "FROM EmailMessageRelation WHERE RelationType = 'FromAddress' AND SystemModstamp" \
+        in soql_of(ordered.calls[6])
+    assert "WHERE Id IN ('02sF','02sG') AND Incoming = true" in soql_of(ordered.calls[7])
+    final = Marks.decode(pages[-1].watermark)
+    for name in ("EmailMessage", "EmailMessageRelation"):
+        assert final.get(name).checked == NOW  # each object's own mark completed
+        assert final.get(name).since == t0  # no Date header: newest stamp - overlap < t0
+
+
+def test_an_org_without_enhanced_email_is_pulled_without_it(
+    ordered: responses.RequestsMock, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    login(ordered)
+    ordered.get(f"{DATA}/queryAll/", json=page([
+        record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
+               ActivityDate="2025-05-21", CompletedDateTime=None, CreatedDate=STAMP)]))
+    ordered.get(f"{DATA}/query/", status=400, json=[{
+        "message": "sObject type 'EmailMessage' is not supported.", "errorCode": "INVALID_TYPE"}])
+    ordered.get(f"{DATA}/queryAll/", json=page([]))  # Events; no EmailMessage query after this
+    with caplog.at_level(logging.WARNING):
+        pages = list(make(sleeps).pull(PullRequest("activities", None)))
+    assert [(r["_crm_id"], r["type"]) for r in pd_rows(pages)] == [("00TB", "email_sent")]
+    assert pages[-1].present_ids == frozenset({"00TB"})
+    assert caplog.text.count("Enhanced Email is off") == 1
+    assert "EmailMessage" not in Marks.decode(pages[-1].watermark).objects
 
 
 def test_a_big_first_pull_switches_to_bulk_api_2(
@@ -569,9 +686,11 @@ def test_adds_go_in_one_collections_call_with_per_record_results(
     connector = make(sleeps)
     result = connector.apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C1, C2, C3, C4, L1, C1)))
     assert result.failed == {}
+    assert result.unknown == {}
+    # a deleted contact and a converted lead are reported gone, not as plain success
+    assert result.gone == frozenset({C3, L1})
     assert result.api_calls == 3  # login, insert, one retry of the locked row
     assert len(sleeps) == 1
-    assert connector.writer.gone == {C3, L1}
 
 
 def test_lock_errors_are_retried_a_bounded_number_of_times(
@@ -626,6 +745,208 @@ def test_removes_look_up_member_ids_then_delete_them_in_one_call(
         f"SELECT Id, ContactId, LeadId FROM CampaignMember WHERE CampaignId = '{CAMPAIGN}' AND "
         f"(ContactId IN ('{C1}','{C2}') OR LeadId IN ('{L1}'))")
     assert [c.request.method for c in mocked.calls] == ["POST", "GET", "DELETE", "POST"]
+
+
+def test_only_a_success_item_proves_a_write(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    """Mixed per-record answers: each person gets exactly what their item proves."""
+    login(ordered)
+    ordered.get(f"{DATA}/query/", json=page([
+        record("CampaignMember", Id="00vA", ContactId=C1, LeadId=None),
+        record("CampaignMember", Id="00vB", ContactId=C2, LeadId=None),
+        record("CampaignMember", Id="00vC", ContactId=C3, LeadId=None),
+    ]))
+    ordered.delete(f"{DATA}/composite/sobjects", json=[
+        ok("00vA"),
+        failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"),  # already gone
+        failure("INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "no access"),
+    ])
+    adds = [f"003EM00000000{i:02d}AAA" for i in range(10, 16)]
+    ordered.post(f"{DATA}/composite/sobjects", match=[matchers.json_params_matcher(
+        member_body(*adds))], json=[
+        ok(),
+        failure("DUPLICATE_VALUE", "Already a campaign member."),
+        failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ("ContactId",)),
+        failure("ENTITY_IS_DELETED", "entity is deleted"),  # names no field: not proof
+        failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [Status]", ("Status",)),
+        failure("FIELD_FILTER_VALIDATION_EXCEPTION", "filtered"),
+    ])
+    result = make(sleeps).apply(TargetRef(CAMPAIGN, "x"), Batch(adds=tuple(adds),
+                                                                removes=(C1, C2, C3, C4)))
+    assert result.failed == {
+        C3: "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY: no access",
+        adds[3]: "ENTITY_IS_DELETED: entity is deleted",
+        adds[4]: "REQUIRED_FIELD_MISSING: Required fields are missing: [Status]",
+        adds[5]: "FIELD_FILTER_VALIDATION_EXCEPTION: filtered",
+    }
+    assert result.gone == frozenset({adds[2]})
+    assert result.unknown == {}
+    assert result.api_calls == 4
+
+
+TRUNCATED = '[{"id": "00vEM0000000001AAA", "success": true, "errors": []}, {"succ'
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    ({"body": TRUNCATED}, "not valid JSON"),
+    ({"body": "<html><body>Maintenance</body></html>", "content_type": "text/html"},
+     "not valid JSON"),
+    ({"json": [ok()]}, "for 2 records with 1 results"),
+    ({"json": {"ok": True}}, "for 2 records with dict"),
+])
+def test_an_unreadable_insert_answer_makes_that_calls_people_unknown(
+    ordered: responses.RequestsMock, sleeps: list[float], answer: dict[str, Any], why: str
+) -> None:
+    """The removes' calls were answered: they stay proven; the insert may or may not have
+    happened, so its people are unknown -- not done, not failed, no exception."""
+    login(ordered)
+    ordered.get(f"{DATA}/query/", json=page([
+        record("CampaignMember", Id="00vA", ContactId=C1, LeadId=None)]))
+    ordered.delete(f"{DATA}/composite/sobjects", json=[ok("00vA")])
+    ordered.post(f"{DATA}/composite/sobjects", match=[matchers.json_params_matcher(
+        member_body(C2, C3))], **answer)
+    result = make(sleeps).apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C2, C3), removes=(C1,)))
+    assert set(result.unknown) == {C2, C3}
+    assert why in result.unknown[C2]
+    assert "may or may not be added" in result.unknown[C2]
+    assert (result.failed, result.gone) == ({}, frozenset())  # C1's remove is done
+    assert result.api_calls == 4
+    assert sleeps == []  # an answer that arrived is not retried
+
+
+def test_an_unreadable_delete_answer_makes_the_removes_unknown(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    login(ordered)
+    ordered.get(f"{DATA}/query/", json=page([
+        record("CampaignMember", Id="00vA", ContactId=C1, LeadId=None),
+        record("CampaignMember", Id="00vB", ContactId=C4, LeadId=L1),  # a converted lead
+    ]))
+    ordered.delete(f"{DATA}/composite/sobjects", body='[{"id": "00vA", "success": tr')
+    ordered.post(f"{DATA}/composite/sobjects", json=[ok()])
+    result = make(sleeps).apply(TargetRef(CAMPAIGN, "x"),
+                                Batch(adds=(C3,), removes=(C1, C2, C4, L1)))
+    # C2 had no member row (absent: done); both ids of the converted lead's row are unknown
+    assert set(result.unknown) == {C1, C4, L1}
+    assert "may or may not be deleted" in result.unknown[L1]
+    assert (result.failed, result.gone) == ({}, frozenset())  # C3's insert was proven
+
+
+def test_an_unreadable_member_lookup_fails_the_removes_without_deleting(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    login(ordered)
+    ordered.get(f"{DATA}/query/", body='{"totalSize": 1, "done": true, "records": [{"Id"')
+    ordered.post(f"{DATA}/composite/sobjects", json=[ok()])  # the adds still go out
+    result = make(sleeps).apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C3,), removes=(C1, L1)))
+    assert set(result.failed) == {C1, L1}
+    assert "nothing was deleted" in result.failed[C1]
+    assert (result.unknown, result.gone) == ({}, frozenset())
+    assert [c.request.method for c in ordered.calls] == ["POST", "GET", "POST"]  # no DELETE
+
+
+def test_a_lock_retry_answered_unreadably_keeps_what_the_first_answer_proved(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    login(ordered)
+    ordered.post(f"{DATA}/composite/sobjects", json=[
+        ok(), failure("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access"),
+        failure("DUPLICATE_VALUE", "Already a campaign member.")])
+    ordered.post(f"{DATA}/composite/sobjects", match=[matchers.json_params_matcher(
+        member_body(C2))], body="[{")
+    result = make(sleeps).apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C1, C2, C3)))
+    assert list(result.unknown) == [C2]
+    assert (result.failed, result.gone) == ({}, frozenset())
+    assert len(sleeps) == 1
+
+
+def test_a_write_without_an_answer_or_refused_as_a_whole_raises(
+    mocked: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    """No answer (retries exhausted) proves nothing and a whole-request 4xx proves nothing
+    was done: both raise, so the engine keeps the batch as it recorded it."""
+    login(mocked)
+    mocked.post(f"{DATA}/composite/sobjects", status=503, body="<html>down</html>")
+    connector = make(sleeps)
+    with pytest.raises(RetriableAPIError, match="gave up after 5 attempts"):
+        connector.apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C1,)))
+    mocked.replace(responses.POST, f"{DATA}/composite/sobjects", status=400, json=[
+        {"message": "Unexpected character", "errorCode": "JSON_PARSER_ERROR"}])
+    with pytest.raises(ConnectorError, match="JSON_PARSER_ERROR"):
+        connector.apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C1,)))
+    mocked.replace(responses.POST, f"{DATA}/composite/sobjects", status=401, json=[
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+    login(mocked)
+    with pytest.raises(AuthError):
+        connector.apply(TargetRef(CAMPAIGN, "x"), Batch(adds=(C1,)))
+
+
+def people(prefix: str, count: int, start: int = 0) -> list[str]:
+    return [f"{prefix}EM{i:010d}AAA" for i in range(start, start + count)]
+
+
+def test_read_memberships_queries_200_people_at_a_time_in_every_campaign(
+    ordered: responses.RequestsMock, sleeps: list[float]
+) -> None:
+    spring, autumn = CAMPAIGN, "701EM0000000002AAA"
+    contacts, leads = people("003", 230), people("00Q", 20)
+    not_a_person = "001EM0000000001AAA"
+    asked = [*contacts, not_a_person, *leads, contacts[0]]
+    login(ordered)
+    ordered.get(f"{DATA}/query/", json=page([
+        record("CampaignMember", CampaignId=spring, ContactId=contacts[0], LeadId=None),
+        record("CampaignMember", CampaignId=autumn, ContactId=contacts[0], LeadId=None),
+    ], total=3, next_url="/services/data/v64.0/query/0r8EM0000000001-2"))
+    ordered.get(f"{DATA}/query/0r8EM0000000001-2", json=page([
+        record("CampaignMember", CampaignId=spring, ContactId=contacts[199], LeadId=None)],
+        total=3))
+    ordered.get(f"{DATA}/query/", json=page([
+        # a converted lead's row: the lead and its contact are both members
+        record("CampaignMember", CampaignId=autumn, ContactId=contacts[210], LeadId=leads[5]),
+        record("CampaignMember", CampaignId=spring, ContactId=None, LeadId=leads[19]),
+    ]))
+    connector = make(sleeps)
+    read = connector.read_memberships(
+        [TargetRef(spring, "Spring"), TargetRef(autumn, "Autumn")], asked)
+    assert read.present == frozenset({
+        (spring, contacts[0]), (autumn, contacts[0]), (spring, contacts[199]),
+        (autumn, contacts[210]), (autumn, leads[5]), (spring, leads[19])})
+    assert read.known == frozenset(contacts) | frozenset(leads)
+    assert read.gone == frozenset({not_a_person})
+    assert read.api_calls == 4  # login + 2 queries + 1 next page
+    first, second = soql_of(ordered.calls[1]), soql_of(ordered.calls[3])
+    assert first.startswith(
+        "SELECT CampaignId, ContactId, LeadId FROM CampaignMember WHERE CampaignId IN "
+        f"('{spring}','{autumn}') AND (ContactId IN ('{contacts[0]}',")
+    assert first.count("'003EM") == 200
+    assert "LeadId" not in first.split("WHERE")[1]
+    assert second.count("'003EM") == 30
+    assert second.count("'00QEM") == 20
+    assert isinstance(connector, MembershipReader)
+    assert connector.max_read_batch == 200
+
+
+def test_read_memberships_leaves_people_of_an_unreadable_answer_unknown(
+    ordered: responses.RequestsMock, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    contacts = people("003", 250)
+    login(ordered)
+    ordered.get(f"{DATA}/query/", body='{"totalSize": 1, "done": true, "rec')
+    ordered.get(f"{DATA}/query/", json=page([
+        record("CampaignMember", CampaignId=CAMPAIGN, ContactId=contacts[249], LeadId=None)]))
+    with caplog.at_level(logging.WARNING):
+        read = make(sleeps).read_memberships([TargetRef(CAMPAIGN, "x")], contacts)
+    assert read.known == frozenset(contacts[200:])
+    assert read.present == frozenset({(CAMPAIGN, contacts[249])})
+    assert "they stay unknown" in caplog.text
+
+
+def test_read_memberships_without_targets_knows_everyone_without_a_call(
+    sleeps: list[float]
+) -> None:
+    read = make(sleeps).read_memberships([], [C1, L1])
+    assert (read.known, read.present, read.api_calls) == (frozenset({C1, L1}), frozenset(), 0)
 
 
 def test_members_reads_the_live_campaign(
@@ -752,6 +1073,23 @@ def test_field_writes_go_in_chunks_with_per_record_results(
     ])
     result = make(sleeps).write_field({C1: ("b", "a"), C2: (), L1: ("a",)})
     assert result.failed == {C2: "INVALID_FIELD_FOR_INSERT_UPDATE: Unable to create/update fields"}
+    assert result.gone == frozenset({L1})  # the record itself is a converted lead
+    assert result.unknown == {}
+
+
+@pytest.mark.parametrize("answer", [
+    {"body": '[{"id": "003EM0000000001AAA", "success": true, "errors": []}, {"id": "003'},
+    {"json": [{"id": C1, "success": True, "errors": []}]},  # one result for two records
+])
+def test_an_unreadable_field_answer_leaves_its_people_unknown(
+    mocked: responses.RequestsMock, sleeps: list[float], answer: dict[str, Any]
+) -> None:
+    login(mocked)
+    mocked.patch(f"{DATA}/composite/sobjects", **answer)
+    result = make(sleeps).write_field({C1: ("a",), C2: ()})
+    assert set(result.unknown) == {C1, C2}
+    assert all("may or may not be written" in r for r in result.unknown.values())
+    assert (result.failed, result.gone) == ({}, frozenset())
 
 
 def test_ensure_field_tells_the_admin_what_to_do(

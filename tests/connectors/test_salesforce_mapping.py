@@ -20,6 +20,7 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.mapping import (
     LimitInfo,
     Outcome,
+    UnreadableAnswer,
     activity_kind,
     collection_outcomes,
     contacts_frame,
@@ -107,7 +108,8 @@ def test_contacts_frame_has_the_canonical_columns() -> None:
     assert (first["_opted_out"], second["_opted_out"]) == (True, False)
     assert (first["_company_id"], second["_company_id"]) == ("001A", None)
     assert (first["_lat"], first["city"], first["nps"]) == (52.5, "Berlin", None)
-    assert pd.isna(second["_lat"])  # out of range: not a coordinate
+    assert second["_lat"] is None  # out of range: not a coordinate
+    assert (second["_lon"], second["email"], second["city"]) == (None, None, None)  # null
     assert frame["_kind"].tolist() == ["contact", "contact"]
 
 
@@ -127,6 +129,7 @@ def test_a_bad_timestamp_is_one_clear_error() -> None:
         ("Task", "Task", "Call", "call"),
         ("Task", "Cadence", None, "task"),
         ("Event", "Event", "Call", "meeting"),
+        ("EmailMessage", None, None, "email_received"),
     ],
 )
 def test_activity_kinds(sobject: str, subtype: str, kind: str | None, expected: str) -> None:
@@ -150,9 +153,15 @@ def test_collection_results_become_per_record_outcomes() -> None:
         "DUPLICATE_VALUE: Already a campaign member.")
 
 
-@pytest.mark.parametrize("results", [None, [], [{"success": True}], "<html>"])
-def test_collection_results_that_do_not_match_the_request_are_refused(results: object) -> None:
-    with pytest.raises(CrmDataError):
+@pytest.mark.parametrize("results", [
+    None, [], [{"success": True}], "<html>", [{"success": True}, "x"],
+    [{"success": True}, {"id": "00vB", "errors": []}],  # no success flag: proves nothing
+    [{"success": True}, {"success": "true"}],
+])
+def test_collection_results_that_do_not_match_the_request_are_unreadable(
+    results: object
+) -> None:
+    with pytest.raises(UnreadableAnswer):
         collection_outcomes(2, results)
 
 
@@ -239,6 +248,27 @@ def test_member_rows_query_splits_contacts_and_leads() -> None:
     assert soql.member_rows("701A", [], ["00QA"]).endswith("AND (LeadId IN ('00QA'))")
     with pytest.raises(ValueError, match="at least one"):
         soql.member_rows("701A", [], [])
+
+
+def test_memberships_query_covers_campaigns_and_both_person_kinds() -> None:
+    assert soql.memberships(["701A", "701B"], ["003A"], ["00QA", "00QB"]) == (
+        "SELECT CampaignId, ContactId, LeadId FROM CampaignMember WHERE CampaignId IN "
+        "('701A','701B') AND (ContactId IN ('003A') OR LeadId IN ('00QA','00QB'))"
+    )
+    assert soql.memberships(["701A"], ["003A"], []).endswith("AND (ContactId IN ('003A'))")
+    with pytest.raises(ValueError, match="campaign"):
+        soql.memberships([], ["003A"], [])
+
+
+def test_email_queries_read_incoming_messages_and_their_senders() -> None:
+    assert soql.incoming_tasks(["00TA", "00TB"]) == (
+        "SELECT ActivityId FROM EmailMessage WHERE Incoming = true AND ActivityId IN "
+        "('00TA','00TB')")
+    assert soql.incoming_messages(["Id", "MessageDate"], ["02sA"]) == (
+        "SELECT Id, MessageDate FROM EmailMessage WHERE Id IN ('02sA') AND Incoming = true")
+    assert soql.from_relations(["02sA", "02sB"]) == (
+        "SELECT EmailMessageId, RelationId, SystemModstamp FROM EmailMessageRelation WHERE "
+        "EmailMessageId IN ('02sA','02sB') AND RelationType = 'FromAddress'")
 
 
 def test_won_roles_query_filters_through_the_parent() -> None:

@@ -19,18 +19,32 @@ Emulated
   emulator, so simple-salesforce's hard-wired login hosts work unchanged.
 - Sessions: bearer tokens; `expire_sessions()` -> 401 INVALID_SESSION_ID.
 - Objects: Contact, Lead, Account, Opportunity, OpportunityContactRole, Task, Event, Campaign,
-  CampaignMember, with system fields (Id, IsDeleted, CreatedDate, LastModifiedDate,
+  CampaignMember, EmailMessage and EmailMessageRelation (Enhanced Email), with system fields (Id, IsDeleted, CreatedDate, LastModifiedDate,
   SystemModstamp, CreatedById, LastModifiedById; MasterRecordId on the mergeable Account,
   Contact and Lead only, as in Salesforce). 18-character Ids with the real key prefixes and
   checksum, handed out in order (deterministic); 15-character Ids are accepted on input.
 - Users: one User row per login user (Username, IsActive, UserPermissionsMarketingUser;
   `sf.marketing_user`).
 - Derived fields: Name (Contact/Lead), IsWon/IsClosed (from StageName), Task IsClosed,
-  Event ActivityDate, CampaignMember LeadOrContactId/HasResponded, Campaign member counts.
-- Recycle bin: delete / undelete (with cascades to members, roles and activities), merge
-  (losers deleted with MasterRecordId, children re-parented, duplicate members dropped),
-  lead conversion (lead read-only, CANNOT_UPDATE_CONVERTED_LEAD, its Tasks and Events move to
-  the contact), a purge window.
+  Event ActivityDate, CampaignMember LeadOrContactId/HasResponded, Campaign member counts,
+  EmailMessageRelation RelationObjectType/RelationAddress (from RelationId).
+- Recycle bin: delete / undelete (with cascades to members, roles, activities and an email's
+  relations), a purge window.
+- Merges (`merge(master_id, *loser_ids)`): losers deleted with MasterRecordId = master
+  (queryAll shows them with IsDeleted = true); their CampaignMember rows, Tasks, Events,
+  Opportunities, OpportunityContactRoles and EmailMessageRelations move to the master (a
+  membership the master already has in that campaign is deleted instead); moved children
+  and the master get a new SystemModstamp.
+- Lead conversion (`convert_lead(lead_id, contact_id=None, ...)`, creating or reusing a
+  Contact): IsConverted, ConvertedContactId/AccountId/OpportunityId, ConvertedDate; the lead
+  becomes read-only (CANNOT_UPDATE_CONVERTED_LEAD, also for a new CampaignMember naming it);
+  its CampaignMember rows keep LeadId and gain ContactId; its Tasks and Events move to the
+  contact.
+- Enhanced Email: EmailMessage (Incoming, MessageDate, ActivityId linking the logged Task)
+  and EmailMessageRelation (RelationType FromAddress / ToAddress / CcAddress / BccAddress,
+  RelationId a Contact, Lead or User); `log_email` seeds all three like Salesforce's email
+  logging. `sf.enhanced_email = False` makes both objects unknown to the API (queries
+  INVALID_TYPE, describe 404 NOT_FOUND), as in an org without the feature.
 - REST: query / queryAll (SOQL subset: see `salesforce_soql`) with nextRecordsUrl paging and
   ``Sforce-Query-Options: batchSize``; sobjects (global describe, describe with picklists and
   field-level access, create, get, patch, delete, getUpdated, getDeleted); limits and
@@ -46,7 +60,10 @@ Emulated
   created over HTTP count as segsync's; records seeded from Python (`add`, `seed_*`,
   `convert_lead`) do not. API writes that touch the latter (other than the fields registered
   by `define_multipicklist`, on Contacts and Leads) are listed in `foreign_writes`.
-- Faults: `inject(Fault(...))` (see `salesforce_faults` for the kinds).
+- Faults: `inject(Fault(...))` (see `salesforce_faults` for the kinds). Any kind can be made
+  to hit after the org processed (committed) the request with `reach_org=True`: a 5xx, a
+  delay past the client's timeout, a disconnect mid-body or a truncated JSON body then
+  stands for an answer lost after the write happened.
 
 Modules: `salesforce` (this facade, the TLS server), `salesforce_http` (routing, REST,
 collections), `salesforce_bulk`, `salesforce_auth`, `salesforce_store` (org state),
@@ -63,7 +80,8 @@ Bulk 2.0 ingest and Bulk v1; composite / batch / tree / graph; upsert by externa
 Tooling and Metadata APIs (custom fields are defined from Python instead); sharing and
 profiles; enforcement of the Marketing User flag (`sf.marketing_user = False` only changes the
 User row and what describe says of Campaign / CampaignMember); validation rules, triggers, duplicate rules, workflow; currency
-conversion; archived activities (IsArchived); query cursors expiring on their own (call
+conversion; archived activities (IsArchived); Email-to-Case, email templates, sending email,
+and the cascades between a logged email and its Task (deleting one leaves the other); query cursors expiring on their own (call
 `expire_query_cursors()`); concurrent-request limits; SOQL features listed in
 `salesforce_soql`. Error messages follow Salesforce's wording where it is documented and are
 the emulator's own elsewhere; the error *codes* and HTTP statuses are the contract.
@@ -78,6 +96,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from ssl import SSLContext, SSLSocket
@@ -98,8 +117,9 @@ from .salesforce_auth import (
 )
 from .salesforce_faults import Fault, FaultKind, request_matches
 from .salesforce_http import App
-from .salesforce_schema import FieldDef, FieldType
+from .salesforce_schema import FieldDef, FieldType, lookup_object
 from .salesforce_store import (
+    ENHANCED_EMAIL_OBJECTS,
     PYTHON_API,
     ApiError,
     Clock,
@@ -121,6 +141,7 @@ __all__ = [
     "DEFAULT_SECURITY_TOKEN",
     "DEFAULT_USERNAME",
     "Clock",
+    "EmailLog",
     "EmulatorAdapter",
     "Fault",
     "FaultKind",
@@ -130,6 +151,15 @@ __all__ = [
     "RecordedRequest",
     "SalesforceEmulator",
 ]
+
+
+@dataclass(frozen=True)
+class EmailLog:
+    """What `SalesforceEmulator.log_email` created."""
+
+    message_id: str
+    task_id: str | None
+    relation_ids: tuple[str, ...]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -464,6 +494,17 @@ class SalesforceEmulator:
         self._org.updated_window_days = value
 
     @property
+    def enhanced_email(self) -> bool:
+        """Whether the org has Enhanced Email (EmailMessage / EmailMessageRelation); on by
+        default, as in most orgs."""
+        return "EmailMessage" in self._org.objects
+
+    @enhanced_email.setter
+    def enhanced_email(self, value: bool) -> None:
+        with self._app.lock:
+            self._org.set_enabled(ENHANCED_EMAIL_OBJECTS, value)
+
+    @property
     def bulk_polls_before_complete(self) -> int:
         """How many job-status polls a Bulk 2.0 query job answers before JobComplete (0)."""
         return self._app.bulk.polls_before_complete
@@ -532,6 +573,7 @@ class SalesforceEmulator:
             self._org.undelete(record_id)
 
     def merge(self, survivor_id: str, *loser_ids: str) -> None:
+        """Merge losers into the master (same object type), as the merge UI/API does."""
         with self._admin(f"cannot merge into {survivor_id}"):
             self._org.merge(survivor_id, list(loser_ids))
 
@@ -551,6 +593,56 @@ class SalesforceEmulator:
                 account_id=account_id,
                 opportunity_name=opportunity_name,
             )
+
+    def log_email(
+        self,
+        from_id: str,
+        to_ids: Sequence[str] = (),
+        *,
+        incoming: bool = True,
+        message_date: dt.datetime | None = None,
+        subject: str = "Re: your order",
+        with_task: bool = True,
+        cc_ids: Sequence[str] = (),
+    ) -> EmailLog:
+        """An email as Salesforce's email logging stores it: an EmailMessage, one
+        EmailMessageRelation per sender / recipient (FromAddress, ToAddress, CcAddress), and
+        -- with `with_task` -- the Task of subtype Email it links through ActivityId, whose
+        WhoId is the sender of an incoming email (the first recipient of a sent one).
+        Person ids may be Contacts, Leads or Users."""
+        when = message_date or self.clock.now()
+        who = from_id if incoming else (to_ids[0] if to_ids else None)
+        task_id = None
+        if with_task:
+            task_id = self.add(
+                "Task",
+                Subject=f"Email: {subject}",
+                TaskSubtype="Email",
+                Type="Email",
+                Status="Completed",
+                ActivityDate=when.date(),
+                WhoId=who if who and not who.startswith("005") else None,
+            )
+        message_id = self.add(
+            "EmailMessage",
+            Subject=subject,
+            Incoming=incoming,
+            MessageDate=when,
+            Status="0" if incoming else "3",
+            ActivityId=task_id,
+        )
+        relations = [(from_id, "FromAddress")]
+        relations += [(i, "ToAddress") for i in to_ids] + [(i, "CcAddress") for i in cc_ids]
+        relation_ids = tuple(
+            self.add(
+                "EmailMessageRelation",
+                EmailMessageId=message_id,
+                RelationId=person,
+                RelationType=kind,
+            )
+            for person, kind in relations
+        )
+        return EmailLog(message_id, task_id, relation_ids)
 
     def purge_delete_log(self, through: dt.datetime | None = None) -> None:
         """Forget deletions up to `through` (default: now), as an emptied recycle bin would."""
@@ -650,8 +742,12 @@ class SalesforceEmulator:
             return None if rec is None else self._org.public(rec)
 
     def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Stored records of a type (also of a type switched off, e.g. Enhanced Email)."""
         with self._app.lock:
-            name = self._org.object(sobject).name
+            found = lookup_object({**self._org.objects, **self._org.disabled}, sobject)
+            if found is None:
+                raise KeyError(sobject)
+            name = found.name
             return [
                 self._org.public(rec)
                 for rec in self._org.records.values()

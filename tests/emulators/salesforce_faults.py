@@ -8,7 +8,10 @@ The rule lets the first `after` matching requests through, then fires on the nex
 (None: forever).
 
 Kinds, and whether the request reaches the org (is processed) before the fault shapes the
-response (`reach_org`, overridable per rule):
+response (`reach_org`, overridable per rule). With `reach_org=True` an error kind stands
+for an answer lost after the commit: e.g. `Fault("http_503", path_prefix="composite/sobjects",
+reach_org=True)` inserts the members, then answers 503, so a client that resends the same
+payload gets DUPLICATE_VALUE back.
 
 =========================  =============================================================  =====
 kind                       response                                                       reach

@@ -624,6 +624,56 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         label="Campaign Member",
     )
+    email_message = _object(
+        "EmailMessage",
+        "02s",
+        [
+            # The logged Task of this email (Salesforce creates it; its TaskSubtype is Email).
+            _ref("ActivityId", "Task", relationship_name="Activity"),
+            _ref("RelatedToId", "Account", "Opportunity", "Campaign", relationship_name="RelatedTo"),
+            _f("Subject", "string", length=3000),
+            _f("FromAddress", "email", length=1000),
+            _f("FromName", "string", length=1000),
+            _f("ToAddress", "string", length=4000),
+            _f("CcAddress", "string", length=4000),
+            _f("BccAddress", "string", length=4000),
+            _f("TextBody", "textarea", length=32000),
+            _f("MessageDate", "datetime"),
+            _f("Incoming", "boolean", default=False, updateable=False),
+            _f(
+                "Status",
+                "picklist",
+                # 0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft
+                picklist_values=["0", "1", "2", "3", "4", "5"],
+                default="3",
+            ),
+        ],
+        label="Email Message",
+    )
+    email_relation = _object(
+        "EmailMessageRelation",
+        "0Ed",
+        [
+            _ref(
+                "EmailMessageId",
+                "EmailMessage",
+                required=True,
+                updateable=False,
+                relationship_name="EmailMessage",
+            ),
+            _ref("RelationId", "Contact", "Lead", "User", relationship_name="Relation"),
+            _f(
+                "RelationType",
+                "picklist",
+                required=True,
+                restricted=True,
+                picklist_values=["FromAddress", "ToAddress", "CcAddress", "BccAddress"],
+            ),
+            _f("RelationAddress", "string", length=255),
+            _readonly("RelationObjectType", "string", length=50),
+        ],
+        label="Email Message Relation",
+    )
     user = _object(
         "User",
         "005",
@@ -635,7 +685,18 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
     )
     objects = [
-        contact, lead, account, opportunity, contact_role, task, event, campaign, member, user
+        contact,
+        lead,
+        account,
+        opportunity,
+        contact_role,
+        task,
+        event,
+        campaign,
+        member,
+        email_message,
+        email_relation,
+        user,
     ]
     return {o.name: o for o in objects}
 

@@ -144,6 +144,7 @@ CASCADES: dict[str, list[tuple[str, str]]] = {
     "Lead": [("CampaignMember", "LeadId"), ("Task", "WhoId"), ("Event", "WhoId")],
     "Campaign": [("CampaignMember", "CampaignId")],
     "Opportunity": [("OpportunityContactRole", "OpportunityId")],
+    "EmailMessage": [("EmailMessageRelation", "EmailMessageId")],
 }
 # Children moved to the survivor when records merge.
 REPARENTS: dict[str, list[tuple[str, str]]] = {
@@ -159,9 +160,17 @@ REPARENTS: dict[str, list[tuple[str, str]]] = {
         ("Task", "WhoId"),
         ("Event", "WhoId"),
         ("CampaignMember", "ContactId"),
+        ("EmailMessageRelation", "RelationId"),
     ],
-    "Lead": [("Task", "WhoId"), ("Event", "WhoId"), ("CampaignMember", "LeadId")],
+    "Lead": [
+        ("Task", "WhoId"),
+        ("Event", "WhoId"),
+        ("CampaignMember", "LeadId"),
+        ("EmailMessageRelation", "RelationId"),
+    ],
 }
+#: The objects that exist only while Enhanced Email is on.
+ENHANCED_EMAIL_OBJECTS = ("EmailMessage", "EmailMessageRelation")
 _SYSTEM_TIMESTAMPS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 
 
@@ -171,6 +180,8 @@ class Org:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.objects: dict[str, ObjectDef] = standard_objects()
+        # Objects switched off (e.g. Enhanced Email): unknown to the API, records kept.
+        self.disabled: dict[str, ObjectDef] = {}
         self.records: dict[str, Rec] = {}
         self.ids = IdFactory()
         self.user_id = self.ids.next("005")
@@ -311,9 +322,22 @@ class Org:
                 continue
             yield rec.sobject, rec.values
 
+    def set_enabled(self, names: tuple[str, ...], enabled: bool) -> None:
+        """Switch objects on or off: off, the API answers INVALID_TYPE / NOT_FOUND for them
+        (as for an org without the feature) while their records stay stored."""
+        for name in names:
+            if enabled and name in self.disabled:
+                self.objects[name] = self.disabled.pop(name)
+            elif not enabled and name in self.objects:
+                self.disabled[name] = self.objects.pop(name)
+
+    def definition(self, sobject: str) -> ObjectDef:
+        """The definition of a stored record's type, switched off or not."""
+        return self.objects.get(sobject) or self.disabled[sobject]
+
     def public(self, rec: Rec) -> dict[str, Any]:
         """A record as JSON-ready values (the shape a REST GET would give, minus attributes)."""
-        definition = self.objects[rec.sobject]
+        definition = self.definition(rec.sobject)
         return {name: to_json_value(rec.values.get(name)) for name in definition.fields}
 
     # --- field reading and validation -------------------------------------------------------
@@ -434,6 +458,14 @@ class Org:
             start = values.get("ActivityDateTime")
             values["StartDateTime"] = start
             values["ActivityDate"] = start.date() if start is not None else None
+        elif rec.sobject == "EmailMessageRelation":
+            person = values.get("RelationId")
+            found = self.records.get(str(person)) if person else None
+            values["RelationObjectType"] = found.sobject if found is not None else None
+            if found is not None and not values.get("RelationAddress"):
+                values["RelationAddress"] = found.values.get("Email") or found.values.get(
+                    "Username"
+                )
         elif rec.sobject == "CampaignMember":
             values["LeadOrContactId"] = values.get("ContactId") or values.get("LeadId")
             responded = values.get("Status") == "Responded"
@@ -560,7 +592,7 @@ class Org:
         except ValueError as exc:
             raise RecordError("MALFORMED_ID", f"malformed id {record_id}", []) from exc
         rec = self.records.get(key)
-        if rec is None or self.purged(rec):
+        if rec is None or self.purged(rec) or rec.sobject in self.disabled:
             raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
         if expected_type is not None and rec.sobject.lower() != expected_type.lower():
             raise RecordError(

@@ -815,3 +815,271 @@ def test_concurrent_clients_get_distinct_ids(sf: SalesforceEmulator) -> None:
         ids = [i for batch in pool.map(insert_batch, range(8)) for i in batch]
     assert len(set(ids)) == 80
     assert sf.count("POST", "composite/sobjects") == 8
+
+
+# --- answers lost after the org committed (reach_org) --------------------------------------
+
+
+def seeded_campaign(sf: SalesforceEmulator, people: int = 2) -> tuple[str, list[str]]:
+    campaign = sf.add("Campaign", Name="segsync: Seg")
+    return campaign, sf.add_many("Contact", [{"LastName": f"P{i}"} for i in range(people)])
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("http_500", 500), ("http_502", 502), ("http_503", 503), ("http_504", 504)]
+)
+def test_a_5xx_with_reach_org_commits_then_answers_the_error(
+    sf: SalesforceEmulator, client: Salesforce, kind: str, status: int
+) -> None:
+    campaign, people = seeded_campaign(sf)
+    sf.inject(Fault(kind, path_prefix="composite/sobjects", method="POST", reach_org=True))  # type: ignore[arg-type]
+    with pytest.raises(SalesforceGeneralError) as failed:
+        composite(client, "POST", [member(campaign, people[0])])
+    assert failed.value.status == status
+    assert [m["ContactId"] for m in sf.members(campaign)] == [people[0]]  # committed anyway
+    (sent,) = [r for r in sf.requests if r.relative == "composite/sobjects"]
+    assert (sent.fault, sent.status) == (kind, status)
+    # the same payload again: the org answers that the work is already done
+    again = composite(client, "POST", [member(campaign, people[0])])
+    assert again[0]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    # without reach_org the same fault stops the request before the org
+    sf.inject(Fault(kind, path_prefix="composite/sobjects", method="POST"))  # type: ignore[arg-type]
+    with pytest.raises(SalesforceGeneralError):
+        composite(client, "POST", [member(campaign, people[1])])
+    assert [m["ContactId"] for m in sf.members(campaign)] == [people[0]]
+
+
+def test_a_5xx_with_reach_org_on_a_delete_deletes(
+    sf: SalesforceEmulator, client: Salesforce
+) -> None:
+    campaign, people = seeded_campaign(sf)
+    member_id = sf.add_member(campaign, people[0])
+    sf.inject(Fault("http_503", path_prefix="composite/sobjects", method="DELETE", reach_org=True))
+    with pytest.raises(SalesforceGeneralError):
+        client.restful("composite/sobjects", method="DELETE", params={"ids": member_id})
+    assert sf.members(campaign) == []
+    again = client.restful("composite/sobjects", method="DELETE", params={"ids": member_id})
+    assert again[0]["errors"][0]["statusCode"] == "ENTITY_IS_DELETED"
+
+
+def _insert_or_delete(
+    sf: SalesforceEmulator, client: Salesforce, method: str, campaign: str, person: str,
+    **kwargs: object,
+) -> object:
+    if method == "POST":
+        return client.restful(
+            "composite/sobjects", method="POST",
+            json={"allOrNone": False, "records": [member(campaign, person)]}, **kwargs,
+        )
+    (row,) = sf.members(campaign)
+    return client.restful(
+        "composite/sobjects", method="DELETE", params={"ids": row["Id"]}, **kwargs
+    )
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+@pytest.mark.parametrize(
+    ("kind", "raised"),
+    [
+        ("delay", requests.exceptions.ReadTimeout),
+        ("disconnect", requests.exceptions.ChunkedEncodingError),
+        ("malformed_json", json.JSONDecodeError),
+    ],
+)
+def test_collections_answers_lost_after_the_commit(
+    sf: SalesforceEmulator, client: Salesforce, method: str, kind: str,
+    raised: type[Exception],
+) -> None:
+    campaign, people = seeded_campaign(sf, 1)
+    if method == "DELETE":
+        sf.add_member(campaign, people[0])
+    sf.inject(Fault(kind, path_prefix="composite/sobjects", method=method, seconds=0.2))  # type: ignore[arg-type]
+    timeout = {"timeout": 0.05} if kind == "delay" else {}
+    with pytest.raises(raised):
+        _insert_or_delete(sf, client, method, campaign, people[0], **timeout)
+    expected = [people[0]] if method == "POST" else []
+    assert [m["ContactId"] for m in sf.members(campaign)] == expected
+    (sent,) = [r for r in sf.requests if r.relative == "composite/sobjects"]
+    assert (sent.method, sent.fault, sent.status) == (method, kind, 200)
+
+
+def test_malformed_json_cuts_a_collections_answer_in_half(
+    sf: SalesforceEmulator, http: requests.Session
+) -> None:
+    campaign, people = seeded_campaign(sf, 3)
+    sf.inject(Fault("malformed_json", path_prefix="composite/sobjects", method="POST"))
+    response = http.post(
+        sf.data_url() + "composite/sobjects",
+        json={"allOrNone": False, "records": [member(campaign, p) for p in people]},
+        headers={"Authorization": f"Bearer {sf.issue_session()}"},
+    )
+    assert response.status_code == 200
+    assert response.text.startswith('[{"id": "00v')
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+    assert len(sf.members(campaign)) == 3
+
+
+# --- merges and lead conversion ------------------------------------------------------------------
+
+
+def test_merge_moves_members_activities_and_roles_to_the_master(
+    sf: SalesforceEmulator, client: Salesforce
+) -> None:
+    master = sf.add("Contact", LastName="Master")
+    loser = sf.add("Contact", LastName="Loser")
+    both = sf.add("Campaign", Name="Both")
+    only_loser = sf.add("Campaign", Name="Only the loser")
+    kept = sf.add_member(both, master)
+    dropped = sf.add_member(both, loser)
+    moved = sf.add_member(only_loser, loser)
+    task = sf.add("Task", WhoId=loser, Subject="Call", Type="Call")
+    event = sf.add("Event", WhoId=loser, ActivityDateTime="2025-06-01T10:00:00Z")
+    deal = sf.add("Opportunity", Name="Deal", StageName="Closed Won", CloseDate="2025-05-01")
+    role = sf.add("OpportunityContactRole", OpportunityId=deal, ContactId=loser)
+    email = sf.log_email(loser, with_task=False)
+    before = sf.clock.now()
+    sf.clock.advance(minutes=5)
+    sf.merge(master, loser)
+    after = client.query_all(
+        f"SELECT Id, IsDeleted, MasterRecordId FROM Contact WHERE Id = '{loser}'",
+        include_deleted=True,
+    )["records"]
+    assert [(r["IsDeleted"], r["MasterRecordId"]) for r in after] == [(True, master)]
+    assert client.query(f"SELECT Id FROM Contact WHERE Id = '{loser}'")["totalSize"] == 0
+    assert sf.get(dropped)["IsDeleted"] is True  # the master already was a member
+    assert sf.get(kept)["IsDeleted"] is False
+    assert (sf.get(moved)["ContactId"], sf.get(moved)["IsDeleted"]) == (master, False)
+    assert {m["ContactId"] for m in sf.members(both)} == {master}
+    assert sf.get(task)["WhoId"] == sf.get(event)["WhoId"] == master
+    assert sf.get(role)["ContactId"] == master
+    assert sf.get(email.relation_ids[0])["RelationId"] == master
+    stamp = "2025-06-02T09:05:00.000+0000"
+    for moved_id in (moved, task, event, role, email.relation_ids[0], master):
+        assert sf.get(moved_id)["SystemModstamp"] == stamp, moved_id
+    assert sf.get(kept)["SystemModstamp"] < stamp  # untouched rows keep theirs
+    assert before < sf.clock.now()
+    moved_since = client.query_all(
+        "SELECT Id FROM CampaignMember WHERE SystemModstamp >= 2025-06-02T09:05:00Z"
+    )["records"]
+    assert [r["Id"] for r in moved_since] == [moved]
+
+
+def test_lead_conversion_keeps_member_rows_and_refuses_new_ones(
+    sf: SalesforceEmulator, client: Salesforce
+) -> None:
+    lead = sf.add("Lead", LastName="Hopper", Company="Navy", Email="grace@navy.example")
+    existing = sf.add("Contact", LastName="Hopper", Email="grace@navy.example")
+    spring, autumn = sf.add("Campaign", Name="Spring"), sf.add("Campaign", Name="Autumn")
+    row = sf.add_member(spring, lead)
+    sf.clock.advance(minutes=1)
+    conversion = sf.convert_lead(lead, contact_id=existing)
+    assert conversion.contact_id == existing  # reused, not created
+    assert len(sf.records("Contact")) == 1
+    converted = client.query(
+        f"SELECT IsConverted, ConvertedContactId, ConvertedDate FROM Lead WHERE Id = '{lead}'"
+    )["records"][0]
+    assert converted == {
+        "attributes": converted["attributes"],
+        "IsConverted": True,
+        "ConvertedContactId": existing,
+        "ConvertedDate": "2025-06-02",
+    }
+    rows = client.query(
+        f"SELECT Id, ContactId, LeadId FROM CampaignMember WHERE CampaignId = '{spring}'"
+    )["records"]
+    assert [(r["Id"], r["ContactId"], r["LeadId"]) for r in rows] == [(row, existing, lead)]
+    assert sf.get(row)["SystemModstamp"] == "2025-06-02T09:01:00.000+0000"
+    results = composite(client, "POST", [member(autumn, lead), member(autumn, existing)])
+    assert results[0]["success"] is False
+    assert results[0]["errors"][0] == {
+        "statusCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+        "message": "cannot reference converted lead",
+        "fields": ["LeadId"],
+    }
+    assert results[1]["success"] is True
+    new = sf.convert_lead(sf.add("Lead", LastName="New", Company="Co"))
+    assert sf.get(new.contact_id)["LastName"] == "New"  # a Contact created for it
+
+
+# --- Enhanced Email --------------------------------------------------------------------------------
+
+
+def test_email_messages_and_relations_are_queryable(
+    sf: SalesforceEmulator, client: Salesforce
+) -> None:
+    ada = sf.add("Contact", LastName="Ada", Email="ada@example.com")
+    lead = sf.add("Lead", LastName="Lee", Company="Co", Email="lee@example.com")
+    user = sf.records("User")[0]["Id"]
+    received = sf.log_email(ada, [user], cc_ids=[lead],
+                            message_date=dt.datetime(2025, 6, 1, 8, tzinfo=UTC))
+    sent = sf.log_email(user, [lead], incoming=False, with_task=False)
+    assert received.task_id is not None
+    assert sent.task_id is None
+    task = sf.get(received.task_id)
+    assert (task["TaskSubtype"], task["WhoId"]) == ("Email", ada)
+    incoming = client.query_all(
+        "SELECT Id, ActivityId, Incoming, MessageDate FROM EmailMessage WHERE Incoming = true "
+        "AND MessageDate >= 2025-05-01T00:00:00Z"
+    )["records"]
+    assert [(r["Id"], r["ActivityId"], r["Incoming"], r["MessageDate"]) for r in incoming] == [
+        (received.message_id, received.task_id, True, "2025-06-01T08:00:00.000+0000")
+    ]
+    by_task = client.query(
+        f"SELECT ActivityId FROM EmailMessage WHERE Incoming = true AND ActivityId IN "
+        f"('{received.task_id}')"
+    )["records"]
+    assert [r["ActivityId"] for r in by_task] == [received.task_id]
+    relations = client.query_all(
+        "SELECT EmailMessageId, RelationId, RelationType, RelationObjectType, RelationAddress "
+        f"FROM EmailMessageRelation WHERE EmailMessageId IN ('{received.message_id}', "
+        f"'{sent.message_id}') ORDER BY RelationType"
+    )["records"]
+    assert [(r["EmailMessageId"], r["RelationId"], r["RelationType"], r["RelationObjectType"])
+            for r in relations] == [
+        (received.message_id, lead, "CcAddress", "Lead"),
+        (received.message_id, ada, "FromAddress", "Contact"),
+        (sent.message_id, user, "FromAddress", "User"),
+        (received.message_id, user, "ToAddress", "User"),
+        (sent.message_id, lead, "ToAddress", "Lead"),
+    ]
+    assert relations[1]["RelationAddress"] == "ada@example.com"
+    senders = client.query(
+        f"SELECT RelationId FROM EmailMessageRelation WHERE RelationType = 'FromAddress' "
+        f"AND EmailMessageId IN ('{received.message_id}')"
+    )["records"]
+    assert [r["RelationId"] for r in senders] == [ada]
+    with pytest.raises(SalesforceMalformedRequest) as bad_type:
+        client.EmailMessageRelation.create(
+            {"EmailMessageId": received.message_id, "RelationId": ada, "RelationType": "Sender"}
+        )
+    assert error_code(bad_type) == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    sf.clock.advance(minutes=1)
+    sf.delete(received.message_id)  # its relations go with it, into the recycle bin
+    gone = client.query_all(
+        "SELECT Id, IsDeleted FROM EmailMessageRelation WHERE IsDeleted = true",
+        include_deleted=True,
+    )["records"]
+    assert {r["Id"] for r in gone} == set(received.relation_ids)
+
+
+def test_enhanced_email_can_be_turned_off(sf: SalesforceEmulator, client: Salesforce) -> None:
+    ada = sf.add("Contact", LastName="Ada")
+    logged = sf.log_email(ada)
+    sf.enhanced_email = False
+    assert sf.enhanced_email is False
+    for soql in ("SELECT Id FROM EmailMessage WHERE Incoming = true",
+                 "SELECT Id FROM EmailMessageRelation"):
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            client.query(soql)
+        assert error_code(refused) == "INVALID_TYPE"
+    with pytest.raises(SalesforceResourceNotFound):
+        client.EmailMessage.describe()
+    names = {o["name"] for o in client.describe()["sobjects"]}
+    assert "EmailMessage" not in names
+    assert "Task" in names
+    assert [r["Id"] for r in sf.records("EmailMessage")] == [logged.message_id]  # kept
+    with pytest.raises(ValueError, match="NOT_FOUND"):
+        sf.log_email(ada)
+    sf.enhanced_email = True
+    assert client.query("SELECT Id FROM EmailMessage")["totalSize"] == 1

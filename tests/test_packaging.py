@@ -30,6 +30,9 @@ SOURCES = ("pyproject.toml", "README.md", "connectors", "sync", "segment_rules")
 
 def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command; the test run's PYTHONPATH must not leak into the fresh venv."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, check=False, env=env)
     if check:

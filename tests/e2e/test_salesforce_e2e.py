@@ -254,8 +254,9 @@ def test_a_rerun_makes_no_write_calls(sf: SalesforceEmulator, tmp_path: Path) ->
     outcome, connector = sync(sf, config)
     assert (outcome.plan.adds, outcome.plan.removes) == (0, 0)
     assert sf.write_requests() == []
-    # One queryAll per object; nothing changed, so nothing more.
-    assert connector.api_usage() == {"GET queryAll": 7, "POST oauth2/token (login)": 1}
+    # One queryAll per object (Account, Contact, Lead, Opportunity, OpportunityContactRole,
+    # Task, Event, EmailMessage, EmailMessageRelation); nothing changed, so nothing more.
+    assert connector.api_usage() == {"GET queryAll": 9, "POST oauth2/token (login)": 1}
 
 
 def test_changes_deletes_merges_and_conversions_are_reflected(

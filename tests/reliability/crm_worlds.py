@@ -127,9 +127,9 @@ def hubspot_lists(hs: Any) -> dict[str, set[str]]:
 def hubspot_sends(requests: Iterable[Any]) -> list[tuple[tuple[str, str, str], bool, bool]]:
     """((list, op, id), answered cleanly, processed) for every id in a membership write.
 
-    ``processed``: HubSpot applied the request (a clean 200, or one whose answer was then
-    delayed past the client's timeout, cut, or marked partial); ``clean``: the client
-    also got the answer.
+    ``processed``: HubSpot applied the request (whatever became of its answer: delayed past
+    the client's timeout, cut, lost behind a 502, truncated, partial); ``clean``: the
+    client also got an answer that proves it.
     """
     sends = []
     for r in requests:
@@ -137,9 +137,7 @@ def hubspot_sends(requests: Iterable[Any]) -> list[tuple[tuple[str, str, str], b
             continue
         if not isinstance(r.body, dict):
             continue
-        processed = (r.status == 200 and r.fault in (None, "delay", "partial")) or (
-            r.fault == "disconnect")
-        if not processed:
+        if not r.processed:
             continue
         for op, key in (("add", "recordIdsToAdd"), ("remove", "recordIdsToRemove")):
             for crm_id in r.body.get(key) or []:

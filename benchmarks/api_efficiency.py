@@ -59,7 +59,7 @@ HS_ENGAGEMENTS = ("calls", "meetings", "emails", "notes", "tasks")
 # Salesforce: REST query page, sObject Collections, Bulk 2.0 result page, bulk threshold.
 SF_PAGE, SF_COLLECTION, SF_BULK_PAGE, SF_BULK_THRESHOLD = 2000, 200, 100_000, 20_000
 SF_OBJECTS = ("Account", "Contact", "Lead", "OpportunityContactRole", "Opportunity", "Task",
-              "Event")
+              "Event", "EmailMessage", "EmailMessageRelation")
 
 FORMULAS = {
     "hubspot": {
@@ -77,13 +77,14 @@ FORMULAS = {
                   "page (100 records) per object type",
     },
     "salesforce": {
-        "full": "sum over 7 objects R(rows) + 1 campaign-name check + 1 create per campaign "
+        "full": "sum over 9 objects R(rows) + 1 campaign-name check + 1 create per campaign "
                 "+ sum over campaigns ceil(members / 200)",
-        "change 1%": "7 queryAll (one per object) + sum over campaigns [ceil(adds / 200) "
+        "change 1%": "9 queryAll (one per object) + sum over campaigns [ceil(adds / 200) "
                      "+ 2 x ceil(removes / 200)] (a removal needs the CampaignMember ids: "
                      "one lookup query per 200, then one collection delete)",
-        "no change": "7 queryAll (one per object)",
-        "reconcile": "no change (7) + sum over campaigns R(members) + drift writes as in "
+        "no change": "9 queryAll (one per object, EmailMessage and EmailMessageRelation "
+                     "included)",
+        "reconcile": "no change (9) + sum over campaigns R(members) + drift writes as in "
                      "change 1%",
         "legend": "R(n) = max(1, ceil(n / 2,000)) REST query pages; above bulk_threshold "
                   "(20,000) R(n) = min(ceil(n / 2,000), 1 + 2 + ceil(n / 100,000)): the first "
@@ -357,7 +358,7 @@ def salesforce_seed(sf: Any, people: int) -> tuple[list[str], dict[str, int]]:
     sf.clock.advance(hours=1)
     rows = {"Account": len(accounts), "Contact": len(contacts), "Lead": len(leads),
             "OpportunityContactRole": 0, "Opportunity": (opportunities + 1) // 2,
-            "Task": tasks, "Event": 0}
+            "Task": tasks, "Event": 0, "EmailMessage": 0, "EmailMessageRelation": 0}
     return contacts + leads, rows
 
 

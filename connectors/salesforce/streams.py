@@ -602,11 +602,24 @@ class StreamReader:
     # -- activities (Task, Event, incoming EmailMessage) ------------------------------------
 
     def _activities(self, request: PullRequest) -> Iterator[Page]:
+        """Tasks, Events and incoming emails.
+
+        The Task Salesforce logs for an incoming email is that email: it counts once,
+        through its EmailMessage, as email_received. A full read reads the emails first and
+        so knows every linked Task before it meets it; an incremental read asks, per page
+        of changed Email Tasks, which of them an incoming message links (the message itself
+        may not have changed).
+        """
         names = ("Task", "Event")
         marks, full = self._start(request, names)
         since = naive_utc(request.events_since) if request.events_since else None
         present: set[str] = set()
         email = EmailAccess()
+        if full:
+            for page in self._emails(marks, full, since, present, email):
+                if page.watermark:
+                    marks = Marks.decode(page.watermark)
+                yield page
         for sobject in names:
             conditions = ["WhoId != null"]
             if since is not None and full:
@@ -624,22 +637,21 @@ class StreamReader:
                         continue
                     rows.append(row)
                 if sobject == "Task":
-                    # The Task Salesforce logs for an incoming email is that email: it counts
-                    # once, through its EmailMessage, as email_received.
-                    linked = self._incoming_tasks(
+                    linked = email.linked if full else self._incoming_tasks(
                         [r.record_id for r in rows if r.kind == "email_sent"], email)
+                    gone.extend(sorted(linked & {r.record_id for r in rows}))
                     rows = [r for r in rows if r.record_id not in linked]
-                    gone.extend(sorted(linked))
                 present.update(r.record_id for r in rows)
                 watermark = None
                 if chunk.since or chunk.checked:
                     marks = marks.advanced(sobject, chunk.since, chunk.checked)
                     watermark = marks.encode()
                 yield Page(events_frame(rows), watermark, deleted=tuple(gone))
-        for page in self._emails(marks, full, since, present, email):
-            if page.watermark:
-                marks = Marks.decode(page.watermark)
-            yield page
+        if not full:
+            for page in self._emails(marks, full, since, present, email):
+                if page.watermark:
+                    marks = Marks.decode(page.watermark)
+                yield page
         if full:
             yield Page(events_frame([]), marks.encode(), present_ids=frozenset(present))
 
@@ -704,6 +716,7 @@ class StreamReader:
             rows, gone = self._message_rows(messages, since)
             handled.update(messages)
             handled.update(deleted)
+            email.linked.update(_activities_of(messages))
             if full:
                 present.update(r.record_id for r in rows)
             watermark = None
@@ -772,9 +785,11 @@ class StreamReader:
 
 @dataclass
 class EmailAccess:
-    """Whether this pull can read Enhanced Email (false after the org refused it once)."""
+    """Whether this pull can read Enhanced Email (false after the org refused it once), and
+    the Tasks its incoming messages are logged as (counted through the message)."""
 
     available: bool = True
+    linked: set[str] = field(default_factory=set)
 
 
 #: Enhanced Email objects: optional; an org without them only lacks email_received.

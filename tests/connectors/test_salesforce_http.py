@@ -436,26 +436,10 @@ def test_incremental_purchases_follow_role_changes_and_reopened_deals(
 def test_activities_from_tasks_events_and_incoming_email(
     ordered: responses.RequestsMock, sleeps: list[float]
 ) -> None:
-    """A full pull: Tasks, Events, then incoming EmailMessages with their senders. The Task
-    logged for an incoming email (00TB) counts once, as that email's email_received."""
+    """A full pull: incoming EmailMessages with their senders first, then Tasks and Events.
+    The Task logged for an incoming email (00TB) counts once, as that email's
+    email_received: the messages read first name it, so no lookup per Task page."""
     login(ordered)
-    ordered.get(f"{DATA}/queryAll/", json=page([
-        record("Task", Id="00TA", SystemModstamp=STAMP, WhoId=C1, Type="Call", TaskSubtype="Task",
-               ActivityDate="2025-05-20", CompletedDateTime=None, CreatedDate=STAMP),
-        record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=C3, Type="Email",
-               TaskSubtype="Email", ActivityDate="2025-05-21", CompletedDateTime=None,
-               CreatedDate=STAMP),
-        record("Task", Id="00TC", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
-               ActivityDate=None, CompletedDateTime="2025-05-21T08:00:00.000+0000",
-               CreatedDate=STAMP),
-    ]))
-    ordered.get(f"{DATA}/query/", json=page([  # which Email Tasks log an incoming email
-        record("EmailMessage", ActivityId="00TB")]))
-    ordered.get(f"{DATA}/queryAll/", json=page([
-        record("Event", Id="00UA", SystemModstamp=STAMP, WhoId=C2, Type="Meeting",
-               EventSubtype="Event", ActivityDateTime="2025-05-22T10:00:00.000+0000",
-               ActivityDate="2025-05-22", CreatedDate=STAMP),
-    ]))
     ordered.get(f"{DATA}/query/", json=page([
         record("EmailMessage", Id="02sA", SystemModstamp=STAMP, ActivityId="00TB",
                MessageDate="2025-05-23T07:30:00.000+0000"),
@@ -477,6 +461,21 @@ def test_activities_from_tasks_events_and_incoming_email(
         record("EmailMessageRelation", EmailMessageId="02sC", RelationId="005EM0000000001AAA",
                SystemModstamp=STAMP),
     ]))
+    ordered.get(f"{DATA}/queryAll/", json=page([
+        record("Task", Id="00TA", SystemModstamp=STAMP, WhoId=C1, Type="Call", TaskSubtype="Task",
+               ActivityDate="2025-05-20", CompletedDateTime=None, CreatedDate=STAMP),
+        record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=C3, Type="Email",
+               TaskSubtype="Email", ActivityDate="2025-05-21", CompletedDateTime=None,
+               CreatedDate=STAMP),
+        record("Task", Id="00TC", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
+               ActivityDate=None, CompletedDateTime="2025-05-21T08:00:00.000+0000",
+               CreatedDate=STAMP),
+    ]))
+    ordered.get(f"{DATA}/queryAll/", json=page([
+        record("Event", Id="00UA", SystemModstamp=STAMP, WhoId=C2, Type="Meeting",
+               EventSubtype="Event", ActivityDateTime="2025-05-22T10:00:00.000+0000",
+               ActivityDate="2025-05-22", CreatedDate=STAMP),
+    ]))
     events_since = dt.datetime(2024, 6, 2)
     pages = list(make(sleeps).pull(PullRequest("activities", None, events_since=events_since)))
     rows = sorted(pd_rows(pages), key=lambda r: (r["_crm_id"], r["_contact_id"]))
@@ -493,16 +492,15 @@ def test_activities_from_tasks_events_and_incoming_email(
     deleted = {i for p in pages for i in p.deleted}
     assert {"00TB", "02sC"} <= deleted  # the logged Task; a message with no person sender
     assert pages[-1].present_ids == frozenset({"00TA", "00TC", "00UA", "02sA", "02sB"})
-    task_query = soql_of(ordered.calls[1])
-    assert "IsDeleted = false AND WhoId != null AND (ActivityDate >= 2024-06-02 OR " \
-           "CreatedDate >= 2024-06-02T00:00:00+00:00)" in task_query
-    assert soql_of(ordered.calls[2]) == ("SELECT ActivityId FROM EmailMessage WHERE Incoming = "
-                                         "true AND ActivityId IN ('00TB','00TC')")
-    assert soql_of(ordered.calls[4]) == (
+    assert soql_of(ordered.calls[1]) == (
         "SELECT Id, SystemModstamp, ActivityId, MessageDate FROM EmailMessage WHERE Incoming = "
         "true AND MessageDate >= 2024-06-02T00:00:00+00:00 ORDER BY SystemModstamp ASC, Id ASC")
     assert "EmailMessageId IN ('02sA','02sB','02sC') AND RelationType = 'FromAddress'" in \
-        soql_of(ordered.calls[5])
+        soql_of(ordered.calls[2])
+    task_query = soql_of(ordered.calls[3])
+    assert "IsDeleted = false AND WhoId != null AND (ActivityDate >= 2024-06-02 OR " \
+           "CreatedDate >= 2024-06-02T00:00:00+00:00)" in task_query
+    assert len(ordered.calls) == 5  # login, messages, senders, Tasks, Events
     final = Marks.decode(pages[-1].watermark)
     assert final.get("EmailMessageRelation").since == final.get("EmailMessage").since
     assert final.get("EmailMessageRelation").checked == NOW
@@ -566,11 +564,11 @@ def test_an_org_without_enhanced_email_is_pulled_without_it(
     ordered: responses.RequestsMock, sleeps: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     login(ordered)
+    ordered.get(f"{DATA}/query/", status=400, json=[{
+        "message": "sObject type 'EmailMessage' is not supported.", "errorCode": "INVALID_TYPE"}])
     ordered.get(f"{DATA}/queryAll/", json=page([
         record("Task", Id="00TB", SystemModstamp=STAMP, WhoId=L1, Type=None, TaskSubtype="Email",
                ActivityDate="2025-05-21", CompletedDateTime=None, CreatedDate=STAMP)]))
-    ordered.get(f"{DATA}/query/", status=400, json=[{
-        "message": "sObject type 'EmailMessage' is not supported.", "errorCode": "INVALID_TYPE"}])
     ordered.get(f"{DATA}/queryAll/", json=page([]))  # Events; no EmailMessage query after this
     with caplog.at_level(logging.WARNING):
         pages = list(make(sleeps).pull(PullRequest("activities", None)))

@@ -14,6 +14,20 @@ the engine, which recorded the batch as intended before sending it, keeps it unk
 Unknown pairs are resolved by a later run: written again idempotently, or read back
 through the optional :class:`MembershipReader`.
 
+Records travel as pandas DataFrames in the canonical columns of :mod:`connectors.frames`,
+one frame per page. What a connector can do beyond that -- write a multi-value field, read
+memberships back, delete its targets, check a daily budget -- it declares once in
+:meth:`Connector.capabilities`; the engine reads that instead of probing attributes.
+
+A write proves only what its answer says. ``apply`` and ``write_field`` report every id
+of a batch as done, ``failed`` (refused: the state is as before), ``unknown`` (the answer
+does not prove what happened) or ``gone`` (the record does not exist). An answer that
+cannot be read at all (malformed JSON, a count mismatch) makes every id of that call
+unknown; a call whose answer never came (retries exhausted, connection lost) raises, and
+the engine, which recorded the batch as intended before sending it, keeps it unknown.
+Unknown pairs are resolved by a later run: written again idempotently, or read back
+through the optional :class:`MembershipReader`.
+
 Records travel as pandas DataFrames in canonical columns, one frame per page, so the
 store can insert a page in one vectorised statement:
 
@@ -45,6 +59,7 @@ __all__ = [
     "Batch",
     "BatchResult",
     "BudgetAware",
+    "Capabilities",
     "Connector",
     "FieldWriter",
     "MembershipRead",
@@ -55,6 +70,10 @@ __all__ = [
     "TargetDeleter",
     "TargetRef",
     "TargetSpec",
+    "budget_aware",
+    "field_writer",
+    "membership_reader",
+    "target_deleter",
 ]
 
 Stream = Literal["contacts", "companies", "purchases", "activities"]
@@ -131,11 +150,35 @@ class BatchResult:
     gone: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector does, declared once; each optional part has its Protocol below.
+
+    ``lists`` false means memberships are only recorded in the store (a field-only write
+    mode); ``field``, ``read_memberships``, ``delete_targets`` and ``budget`` promise the
+    :class:`FieldWriter`, :class:`MembershipReader`, :class:`TargetDeleter` and
+    :class:`BudgetAware` methods. Batch sizes are the CRM's endpoint maxima.
+    """
+
+    #: Most ids one ``apply`` call may carry.
+    max_batch: int
+    lists: bool = True
+    field: bool = False
+    #: Most contacts one ``write_field`` call may carry.
+    max_field_batch: int = 0
+    read_memberships: bool = False
+    #: Most records one membership read covers (in every asked target at once).
+    max_read_batch: int = 0
+    delete_targets: bool = False
+    budget: bool = False
+
+
 class Connector(Protocol):
     """What the engine needs from a CRM."""
 
-    #: Most ids one ``apply`` call may carry (the CRM's batch endpoint maximum).
-    max_batch: int
+    def capabilities(self) -> Capabilities:
+        """What this connector, as configured, can do (see :class:`Capabilities`)."""
+        ...
 
     def check(self) -> list[str]:
         """Verify access; return what was checked, raise AuthError/ConnectorError if not ok."""
@@ -181,13 +224,9 @@ class FieldWriter(Protocol):
 
     HubSpot's multi-checkbox property and Salesforce's multi-select picklist work this
     way. The engine sends each changed contact's *full* set of segment names, so the
-    connector never has to read current values first. The engine uses it when the
-    connector's ``writes_field`` is true, and skips list/campaign writes when its
-    ``writes_lists`` is false (both read with ``getattr``; defaults: lists only).
+    connector never has to read current values first. Declared by
+    ``Capabilities.field``.
     """
-
-    #: Most contacts one ``write_field`` call may carry.
-    max_field_batch: int
 
     def ensure_field(self, options: Sequence[str]) -> None:
         """Create the field if missing and make its options exactly ``options``."""
@@ -223,11 +262,9 @@ class MembershipReader(Protocol):
 
     The engine uses it to resolve memberships whose state is unknown (a lost answer, a
     merge or lead conversion that moved memberships inside the CRM) without reading whole
-    lists. One call covers up to ``max_read_batch`` records in every asked target.
+    lists. One call covers up to ``Capabilities.max_read_batch`` records in every asked
+    target.
     """
-
-    #: Most records one read call covers (in all targets at once).
-    max_read_batch: int
 
     def read_memberships(
         self, targets: Sequence[TargetRef], record_ids: Sequence[str]
@@ -259,3 +296,27 @@ class BudgetAware(Protocol):
     def check_budget(self, planned_calls: int) -> None:
         """Raise QuotaExhausted when ``planned_calls`` would pass the allowed share."""
         ...
+
+
+def field_writer(connector: Connector) -> FieldWriter | None:
+    """The connector as a field writer, when it declares one."""
+    ok = connector.capabilities().field and isinstance(connector, FieldWriter)
+    return connector if ok else None  # type: ignore[return-value]
+
+
+def membership_reader(connector: Connector) -> MembershipReader | None:
+    """The connector as a membership reader, when it declares one."""
+    ok = connector.capabilities().read_memberships and isinstance(connector, MembershipReader)
+    return connector if ok else None  # type: ignore[return-value]
+
+
+def target_deleter(connector: Connector) -> TargetDeleter | None:
+    """The connector as a target deleter, when it declares one."""
+    ok = connector.capabilities().delete_targets and isinstance(connector, TargetDeleter)
+    return connector if ok else None  # type: ignore[return-value]
+
+
+def budget_aware(connector: Connector) -> BudgetAware | None:
+    """The connector as a budget checker, when it declares one."""
+    ok = connector.capabilities().budget and isinstance(connector, BudgetAware)
+    return connector if ok else None  # type: ignore[return-value]

@@ -28,6 +28,7 @@ import pandas as pd
 from connectors.base import (
     Batch,
     BatchResult,
+    Capabilities,
     MembershipRead,
     Page,
     PullRequest,
@@ -164,12 +165,14 @@ def _atomic_write(path: Path, frame: pd.DataFrame) -> None:
 class CsvConnector:
     """Reads CRM export files and writes memberships as CSV files."""
 
-    max_read_batch = READ_BATCH
-
     def __init__(self, settings: CsvSettings) -> None:
         self.settings = settings
-        self.max_batch = settings.batch_size
         self._writes = 0
+
+    def capabilities(self) -> Capabilities:
+        """List files; read back (to settle an interrupted run) and deleted by prune."""
+        return Capabilities(max_batch=self.settings.batch_size, read_memberships=True,
+                            max_read_batch=READ_BATCH, delete_targets=True)
 
     def api_usage(self) -> dict[str, int]:
         return {"list file writes": self._writes} if self._writes else {}

@@ -93,7 +93,7 @@ def apply_plan(
                                      change.removes, 0, "stored")
             continue
         target = _target(store, connector, change.key, name_prefix + change.name)
-        for batch in make_batches(removes, adds, connector.max_batch):
+        for batch in make_batches(removes, adds, connector.capabilities().max_batch):
             checkpoint("apply.before-batch")
             fresh = store.intend_batch(run_id, sid, batch.adds, batch.removes)
             outcome = connector.apply(target, batch)

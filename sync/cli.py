@@ -330,7 +330,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         if not found:
             print("Nothing to prune: every list/campaign segsync owns has a configured segment.")
             return OK
-        target_deleter = deleter(connector, type(connector).__name__)
+        deleter(connector, type(connector).__name__)  # fail before asking for confirmation
         print("Lists/campaigns segsync created whose segment is no longer configured:")
         for orphan in found:
             row = orphan.row
@@ -349,7 +349,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("Nothing was deleted.")
                 return OK
-        done = prune(store, target_deleter, deletable)
+        done = prune(store, connector, deletable)
         connector.finish()
     print(f"Deleted {len(done)} list(s)/campaign(s): {', '.join(done)}")
     return OK

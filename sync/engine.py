@@ -11,13 +11,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from connectors.base import BudgetAware, Connector
+from connectors.base import Connector, budget_aware, field_writer
 from segment_rules import requirements
 from sync.apply import ApplyResult, apply_plan
 from sync.compute import compute_plan, diff_plan, plan_field
 from sync.config import Config
 from sync.failpoints import checkpoint
-from sync.fieldmode import apply_field, field_writer, writes_lists
+from sync.fieldmode import apply_field, writes_lists
 from sync.log import Progress
 from sync.plan import Plan
 from sync.pull import PullResult, pull_all
@@ -146,7 +146,8 @@ def run_sync(
         if writer is not None and plan.blocked:
             log.warning("field not written: a segment is held back by the safety guard")
         elif writer is not None and plan.field_updates:
-            _, field_failed, field_unknown = apply_field(store, writer, plan, run.run_id)
+            _, field_failed, field_unknown = apply_field(
+                store, writer, plan, run.run_id, connector.capabilities().max_field_batch)
             applied.failed += field_failed
             applied.unknown += field_unknown
         if progress:
@@ -177,20 +178,21 @@ def unknown_left(store: Store, plan: Plan, connector: Connector) -> int:
 
 def _check_budget(connector: Connector, plan: Plan, store: Store) -> None:
     """Stop before the first write when the planned writes would pass the CRM's budget share."""
-    if not isinstance(connector, BudgetAware):
+    budget = budget_aware(connector)
+    if budget is None:
         return
     owned = store.targets()
-    writer = field_writer(connector)
-    planned = -(-plan.field_updates // max(1, writer.max_field_batch)) if writer else 0
-    if not writes_lists(connector):
-        connector.check_budget(planned)
+    caps = connector.capabilities()
+    planned = -(-plan.field_updates // max(1, caps.max_field_batch)) if caps.field else 0
+    if not caps.lists:
+        budget.check_budget(planned)
         return
     planned += sum(
-        connector.estimate_write_calls(
+        budget.estimate_write_calls(
             change.adds, change.removes,
             0 if (row := owned.get(change.key)) is not None and row.ref is not None else 1,
         )
         for change in plan.segments
         if not change.blocked and not change.store_only and (change.changed or change.key not in owned)
     )
-    connector.check_budget(planned)
+    budget.check_budget(planned)

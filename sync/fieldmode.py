@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from connectors.base import Connector, FieldWriter
+from connectors.base import Connector, FieldWriter, field_writer
 from sync.plan import Plan
 from sync.store import Store
 
@@ -23,13 +23,8 @@ OPTIONS_KEY = "field_options"
 
 
 def writes_lists(connector: Connector) -> bool:
-    return bool(getattr(connector, "writes_lists", True))
-
-
-def field_writer(connector: Connector) -> FieldWriter | None:
-    if getattr(connector, "writes_field", False) and isinstance(connector, FieldWriter):
-        return connector
-    return None
+    """Whether memberships go to lists/campaigns (else they are only recorded)."""
+    return connector.capabilities().lists
 
 
 def _ensure_options(store: Store, writer: FieldWriter, options: list[str]) -> None:
@@ -39,7 +34,7 @@ def _ensure_options(store: Store, writer: FieldWriter, options: list[str]) -> No
 
 
 def apply_field(
-    store: Store, writer: FieldWriter, plan: Plan, run_id: int
+    store: Store, writer: FieldWriter, plan: Plan, run_id: int, batch: int
 ) -> tuple[int, int, int]:
     """Write ``field_plan``; return (contacts written, failed, left unknown).
 
@@ -52,7 +47,7 @@ def apply_field(
     assert plan.tables is not None
     rows = store.field_plan(plan.tables)
     written = failed = unknown = 0
-    size = max(1, writer.max_field_batch)
+    size = max(1, batch)
     for start in range(0, len(rows), size):
         chunk = {str(crm_id): str(names) for crm_id, names in rows[start : start + size]}
         fresh = store.intend_field(run_id, list(chunk))

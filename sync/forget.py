@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from connectors.base import Connector, TargetDeleter
+from connectors.base import Connector, TargetDeleter, target_deleter
 from sync.errors import SegsyncError
 from sync.runs import recording_run
 from sync.store import Store, TargetRow
@@ -88,27 +88,28 @@ def orphans(store: Store, configured: Iterable[str]) -> list[Orphan]:
 
 
 def deleter(connector: Connector, crm_type: str) -> TargetDeleter:
-    if not isinstance(connector, TargetDeleter):
+    found = target_deleter(connector)
+    if found is None:
         raise SegsyncError(f"the {crm_type} connector cannot delete lists/campaigns yet; "
                            "delete them in the CRM and nothing else is needed")
-    return connector
+    return found
 
 
-def prune(store: Store, connector: TargetDeleter, found: Iterable[Orphan]) -> list[str]:
+def prune(store: Store, connector: Connector, found: Iterable[Orphan]) -> list[str]:
     """Delete each orphan's target in the CRM, then forget it; return the deleted keys.
 
     A target still being created when a run stopped (no id recorded) cannot be deleted by
     id and is skipped.
     """
     done: list[str] = []
-    usage = getattr(connector, "api_usage", None)
-    with recording_run(store, "prune", usage if callable(usage) else None) as run:
+    removing = deleter(connector, type(connector).__name__)
+    with recording_run(store, "prune", connector.api_usage) as run:
         run.message = "deleted nothing"
         for orphan in found:
             ref = orphan.row.ref
             if ref is None:
                 continue
-            connector.delete_target(ref)
+            removing.delete_target(ref)
             run.counts["removes"] = (run.counts.get("removes", 0)
                                      + store.drop_target(orphan.row.segment_key))
             done.append(orphan.row.segment_key)

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 
 from connectors.base import Connector
-from sync.fieldmode import field_writer, writes_lists
 from sync.plan import Plan
 from sync.store import Store
 
@@ -61,8 +60,9 @@ def plan_view(
     its list/campaign must be created or renamed. Field mode adds
     ceil(contacts to rewrite / max_field_batch). Reads (the pull) are not counted.
     """
-    lists = writes_lists(connector)
-    max_batch = max(1, int(getattr(connector, "max_batch", 1) or 1))
+    caps = connector.capabilities()
+    lists = caps.lists
+    max_batch = max(1, caps.max_batch)
     sids = store.segment_ids(s.key for s in plan.segments)
     targets = store.targets()
     costs: dict[str, SegmentCost] = {}
@@ -77,7 +77,6 @@ def plan_view(
             target = int(ref is None or ref.name != name_prefix + change.name)
         costs[change.key] = SegmentCost(batches, target, entering, leaving)
     field_calls = 0
-    writer = field_writer(connector)
-    if writer is not None and plan.field_updates and not plan.blocked:
-        field_calls = math.ceil(plan.field_updates / max(1, writer.max_field_batch))
+    if caps.field and plan.field_updates and not plan.blocked:
+        field_calls = math.ceil(plan.field_updates / max(1, caps.max_field_batch))
     return PlanView(plan, max_batch, costs, field_calls, daily_budget)

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from connectors.base import BudgetAware, Connector, MembershipReader, TargetRef
+from connectors.base import Connector, TargetRef, budget_aware, membership_reader
 from sync.fieldmode import writes_lists
 from sync.plan import Plan, SegmentChange
 from sync.store import Store
@@ -67,9 +67,10 @@ class Resolution:
 
 def write_cost(connector: Connector) -> WriteCost:
     """The connector's own estimate when it has one, else one call per ``max_batch`` ids."""
-    if isinstance(connector, BudgetAware):
-        return lambda adds, removes: connector.estimate_write_calls(adds, removes)
-    size = max(1, int(connector.max_batch))
+    budget = budget_aware(connector)
+    if budget is not None:
+        return lambda adds, removes: budget.estimate_write_calls(adds, removes)
+    size = max(1, connector.capabilities().max_batch)
     return lambda adds, removes: math.ceil((adds + removes) / size)
 
 
@@ -112,13 +113,14 @@ def resolve_unknowns(store: Store, connector: Connector, plan: Plan) -> Resoluti
     if not pairs:
         return Resolution()
     forced = [p for p, wanted in pairs if not wanted and written[p.sid].mode == "add_only"]
-    if not isinstance(connector, MembershipReader):
+    reader = membership_reader(connector)
+    if reader is None:
         if forced:
             log.warning("%d membership(s) of add-only segments are unknown and %s cannot read "
                         "them; `segsync sync --reconcile` settles them", len(forced),
                         type(connector).__name__)
         return Resolution(unknown=len(pairs), written=len(pairs) - len(forced))
-    batch = max(1, int(connector.max_read_batch))
+    batch = max(1, connector.capabilities().max_read_batch)
     changes = [c for sid, c in written.items() if c.unknown_adds or c.unknown_removes]
     read_all = choose(changes, write_cost(connector),
                       records=len({p.crm_id for p, _ in pairs}),
@@ -133,7 +135,7 @@ def resolve_unknowns(store: Store, connector: Connector, plan: Plan) -> Resoluti
         refs[row.ref.target_id] = row.ref
     by_target = {ref.target_id: sid for sid in written
                  if (ref := targets[written[sid].key].ref) is not None}
-    read = connector.read_memberships(list(refs.values()),
+    read = reader.read_memberships(list(refs.values()),
                                       sorted({p.crm_id for p in chosen}))
     settled = store.record_read(by_target, chosen, read)
     log.info("read %d unknown membership(s) of %d record(s) live (%d call(s)); %d settled",

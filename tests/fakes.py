@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from connectors.base import (
     Batch,
     BatchResult,
+    Capabilities,
     MembershipRead,
     Page,
     PullRequest,
@@ -27,6 +28,7 @@ from connectors.base import (
     TargetSpec,
 )
 from connectors.errors import RetriableAPIError, TargetConflict
+from connectors.frames import EVENT_COLUMNS, empty_frame
 
 BASE_TIME = dt.datetime(2026, 1, 1)
 
@@ -100,6 +102,11 @@ class FakeConnector:
             raise LostAnswer(f"{kind}: connection reset after the CRM committed")
 
     # -- Connector -------------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        return Capabilities(max_batch=self.max_batch, lists=self.writes_lists,
+                            field=self.writes_field, max_field_batch=self.max_field_batch,
+                            delete_targets=True)
+
     def check(self) -> list[str]:
         return ["fake CRM reachable"]
 
@@ -112,7 +119,7 @@ class FakeConnector:
             rows = [e for e in self.events if e["stream"] == request.stream]
             frame = pd.DataFrame(
                 [{k: v for k, v in e.items() if k != "stream"} for e in rows],
-                columns=["_crm_id", "_contact_id", "type", "ts", "amount", "_modified_at"],
+                columns=list(EVENT_COLUMNS),
             )
             yield Page(frame, None, present_ids=frozenset(frame["_crm_id"]))
 
@@ -140,7 +147,7 @@ class FakeConnector:
             rows.append(row)
         frame = pd.DataFrame(rows)
         if frame.empty:
-            frame = pd.DataFrame(columns=["_crm_id", "_modified_at", *sorted(request.fields)])
+            frame = empty_frame(request.stream, request.fields)
         marks = [r["_modified_at"] for r in records.values()]
         watermark = max(marks).isoformat() if marks else None  # type: ignore[type-var]
         merged = dict(self.merged) if contact else {}
@@ -220,6 +227,10 @@ class ReadingFakeConnector(FakeConnector):
     """The fake with the optional :class:`connectors.base.MembershipReader` capability."""
 
     max_read_batch: int = 100
+
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities(), read_memberships=True,
+                       max_read_batch=self.max_read_batch)
 
     def read_memberships(self, targets, record_ids) -> MembershipRead:  # type: ignore[no-untyped-def]
         ids = list(record_ids)

@@ -70,6 +70,7 @@ import pandas as pd
 from connectors.base import (
     Batch,
     BatchResult,
+    Capabilities,
     MembershipRead,
     Page,
     PullRequest,
@@ -121,8 +122,6 @@ def _utc_now() -> dt.datetime:
 class HubSpotConnector:
     """Pulls contacts/companies/deals/engagements and writes segments back to HubSpot."""
 
-    max_field_batch = CONTACT_UPDATE_BATCH
-    max_read_batch = RECORD_READ_BATCH
 
     def __init__(
         self,
@@ -147,15 +146,13 @@ class HubSpotConnector:
 
     # -- Connector: bookkeeping ---------------------------------------------------------
 
-    @property
-    def writes_lists(self) -> bool:
-        """Whether segments go to lists (``write_mode`` lists/both): the engine's switch."""
-        return self.settings.writes_lists
-
-    @property
-    def writes_field(self) -> bool:
-        """Whether segments go to the checkbox property (``write_mode`` property/both)."""
-        return self.settings.writes_property
+    def capabilities(self) -> Capabilities:
+        """Lists and/or the checkbox property (``write_mode``); reads and deletes lists."""
+        settings = self.settings
+        return Capabilities(
+            max_batch=settings.membership_batch_size, lists=settings.writes_lists,
+            field=settings.writes_property, max_field_batch=CONTACT_UPDATE_BATCH,
+            read_memberships=True, max_read_batch=RECORD_READ_BATCH, delete_targets=True)
 
     def api_usage(self) -> dict[str, int]:
         return dict(sorted(self.api.calls.items()))
@@ -746,8 +743,8 @@ class HubSpotConnector:
         present: set[tuple[str, str]] = set()
         known: set[str] = set()
         gone: set[str] = set()
-        for start in range(0, len(ids), self.max_read_batch):
-            chunk = ids[start:start + self.max_read_batch]
+        for start in range(0, len(ids), RECORD_READ_BATCH):
+            chunk = ids[start:start + RECORD_READ_BATCH]
             answer = self.api.read_record_memberships(m.membership_read_body(chunk))
             if answer.body is None:
                 log.warning("%s; the list memberships of %d record(s) stay unknown",

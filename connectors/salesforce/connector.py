@@ -36,6 +36,7 @@ import requests
 from connectors.base import (
     Batch,
     BatchResult,
+    Capabilities,
     MembershipRead,
     Page,
     PullRequest,
@@ -114,11 +115,6 @@ class SalesforceConnector:
     """Contacts, Leads, Accounts, won Opportunities, Tasks, Events and incoming
     EmailMessages in; Campaigns and/or a multi-select picklist out."""
 
-    max_batch = COLLECTION_LIMIT
-    max_field_batch = COLLECTION_LIMIT
-    #: People one ``read_memberships`` query covers (Ids travel in the query URL).
-    max_read_batch = SOQL_IDS_PER_QUERY
-
     def __init__(
         self,
         settings: SalesforceSettings,
@@ -186,15 +182,14 @@ class SalesforceConnector:
         self.session.close()
         self._once.close()
 
-    @property
-    def writes_lists(self) -> bool:
-        """Whether segments go to Campaigns (``write_mode`` campaigns/both): the engine's switch."""
-        return self.settings.writes_campaigns
-
-    @property
-    def writes_field(self) -> bool:
-        """Whether segments go to the multi-select picklist (``write_mode`` field/both)."""
-        return self.settings.writes_field
+    def capabilities(self) -> Capabilities:
+        """Campaigns and/or the picklist (``write_mode``); reads memberships back, deletes
+        Campaigns, and checks writes against the daily API allocation."""
+        return Capabilities(
+            max_batch=COLLECTION_LIMIT, lists=self.settings.writes_campaigns,
+            field=self.settings.writes_field, max_field_batch=COLLECTION_LIMIT,
+            read_memberships=True, max_read_batch=SOQL_IDS_PER_QUERY, delete_targets=True,
+            budget=True)
 
     # -- API budget ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from connectors.base import Page, Stream
+from connectors.frames import check_page
 from segment_rules.compile import quote_ident
 from sync.errors import StoreError
 from sync.store.base import StoreBase, now
@@ -69,6 +70,7 @@ class Records(StoreBase):
         """Upsert a page, apply its deletes/merges and move the watermark, atomically."""
         table = RECORD_TABLE[stream]
         records = page.records
+        check_page(stream, records)
         with self.transaction() as conn:
             if table == "events":
                 self._write_events(conn, stream, records)

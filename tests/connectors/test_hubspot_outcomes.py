@@ -350,7 +350,7 @@ def read_answer(*records: tuple[str, list[Any]], errors: list[Any] | None = None
 def test_the_connector_is_a_membership_reader() -> None:
     connector = make_connector()
     assert isinstance(connector, MembershipReader)
-    assert connector.max_read_batch == 100
+    assert connector.capabilities().max_read_batch == 100
 
 
 def test_read_memberships_200(mocked: responses.RequestsMock) -> None:

@@ -57,12 +57,13 @@ def test_the_registry_builds_a_hubspot_connector(tmp_path: Path) -> None:
     built = connectors.create(settings)
     assert isinstance(built, HubSpotConnector)
     assert built.api.base_url == "http://127.0.0.1:9"
-    assert built.max_batch == 10_000
-    assert built.writes_lists
-    assert not built.writes_field
-    both = connectors.create(config(tmp_path, 'write_mode = "both"').crm)
-    assert both.writes_lists  # type: ignore[attr-defined]
-    assert both.writes_field  # type: ignore[attr-defined]
+    caps = built.capabilities()
+    assert caps.max_batch == 10_000
+    assert caps.lists
+    assert not caps.field
+    both = connectors.create(config(tmp_path, 'write_mode = "both"').crm).capabilities()
+    assert both.lists
+    assert both.field
 
 
 def test_tiers_and_explicit_budget(tmp_path: Path) -> None:

@@ -922,7 +922,7 @@ def test_read_memberships_queries_200_people_at_a_time_in_every_campaign(
     assert second.count("'003EM") == 30
     assert second.count("'00QEM") == 20
     assert isinstance(connector, MembershipReader)
-    assert connector.max_read_batch == 200
+    assert connector.capabilities().max_read_batch == 200
 
 
 def test_read_memberships_leaves_people_of_an_unreadable_answer_unknown(

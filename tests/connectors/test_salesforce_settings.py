@@ -150,7 +150,7 @@ def test_registry_builds_the_connector_without_touching_secrets(tmp_path: Path) 
                                'client_secret_env = "NOT_SET_EITHER"\ndomain = "acme.my"')
     connector = connectors.create(settings)
     assert isinstance(connector, SalesforceConnector)
-    assert connector.max_batch == 200
-    assert connector.max_field_batch == 200
+    assert connector.capabilities().max_batch == 200
+    assert connector.capabilities().max_field_batch == 200
     assert connector.api_usage() == {}
     connector.close()

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from connectors.base import Page
+from connectors.frames import columns
 from segment_rules import evaluate
 from segment_rules.errors import Problem
 from segment_rules.parse import parse_rules
@@ -20,6 +21,13 @@ NOW = dt.datetime(2026, 6, 1, 12, 0)
 
 def days_ago(days: float) -> dt.datetime:
     return NOW - dt.timedelta(days=days)
+
+
+def canonical(stream: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the engine columns it leaves out set to missing (test data states
+    only what a test is about; the store insists on the canonical shape)."""
+    missing = [c for c in columns(stream) if c not in frame.columns]
+    return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
 def make_store(
@@ -40,7 +48,7 @@ def make_store(
             if key != "_opted_out":
                 row[key] = value if key.startswith("_") or value is None else str(value)
         rows.append(row)
-    store.write_page("contacts", Page(pd.DataFrame(rows)), fields)
+    store.write_page("contacts", Page(canonical("contacts", pd.DataFrame(rows))), fields)
     if companies:
         company_fields = sorted({k for row in companies.values() for k in row if not k.startswith("_")})
         store.keep_properties("companies", company_fields)
@@ -49,7 +57,7 @@ def make_store(
              **{k: (v if k.startswith("_") or v is None else str(v)) for k, v in props.items()}}
             for cid, props in companies.items()
         ])
-        store.write_page("companies", Page(frame), company_fields)
+        store.write_page("companies", Page(canonical("companies", frame)), company_fields)
     if events:
         for stream, is_purchase in (("purchases", True), ("activities", False)):
             chosen = [e for e in events if (e[1] == "purchase") == is_purchase]

@@ -53,13 +53,14 @@ def load(store: Store, people: dict[str, dict[str, str | None]],
          "_opted_out": i in opted_out, "_kind": "contact", **row}
         for i, row in people.items()
     ])
-    store.write_page("contacts", Page(frame, None), fields)
+    store.write_page("contacts", Page(helpers.canonical("contacts", frame), None), fields)
     company_fields = sorted({k for row in companies.values() for k in row})
     store.keep_properties("companies", company_fields)
     if companies:
         cframe = pd.DataFrame([{"_crm_id": i, "_modified_at": NOW, **row}
                                for i, row in companies.items()])
-        store.write_page("companies", Page(cframe, None), company_fields)
+        store.write_page("companies", Page(helpers.canonical("companies", cframe), None),
+                         company_fields)
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ T0 = dt.datetime(2026, 1, 1)
 def contacts(*ids: str, city: str = "Berlin") -> pd.DataFrame:
     return pd.DataFrame({
         "_crm_id": list(ids), "_modified_at": [T0] * len(ids), "_opted_out": [False] * len(ids),
-        "_kind": ["contact"] * len(ids), "city": [city] * len(ids),
+        "_kind": ["contact"] * len(ids), "_company_id": [None] * len(ids),
+        "_lat": [None] * len(ids), "_lon": [None] * len(ids), "city": [city] * len(ids),
     })
 
 
@@ -120,3 +121,18 @@ def test_a_schema_1_store_gains_the_unknown_tables_and_keeps_its_data(tmp_path: 
         assert store.unknown_pairs() == []
         assert store.unknown_counts() == {}
         assert sql(store, "SELECT crm_id FROM applied").fetchall() == [("c7",)]
+
+
+def test_a_page_out_of_the_canonical_shape_is_refused_before_anything_is_written(
+    store: Store,
+) -> None:
+    from connectors.errors import CrmDataError
+
+    with pytest.raises(CrmDataError, match="lacks the column"):
+        store.write_page("contacts", Page(contacts("1").drop(columns=["_lat"]), "w1"),
+                         ["city"])
+    text_times = contacts("2").assign(_modified_at=["2026-01-01"])
+    with pytest.raises(CrmDataError, match="not timestamps"):
+        store.write_page("contacts", Page(text_times, "w2"), ["city"])
+    assert ids(store) == []
+    assert store.watermark("contacts") == (None, frozenset())

@@ -48,7 +48,7 @@ _TIMES = {"contacts": ("_modified_at",), "companies": ("_modified_at",),
 def _kind(stream: str) -> str:
     if stream in ("contacts", "companies"):
         return stream
-    if stream in ("purchases", "activities"):
+    if stream in ("purchases", "activities", "events"):
         return "events"
     raise ValueError(f"unknown stream {stream!r}")
 

@@ -32,6 +32,7 @@ from connectors.errors import (
     QuotaExhausted,
     RetriableAPIError,
 )
+from connectors.frames import empty_frame
 
 __all__ = [
     "ERROR_CODES",
@@ -55,9 +56,6 @@ _SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\
 _WHOLE_FLOAT = re.compile(r"^-?\d+\.0+$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
-CONTACT_COLUMNS = ["_crm_id", "_modified_at", "_company_id", "_opted_out", "_lat", "_lon", "_kind"]
-COMPANY_COLUMNS = ["_crm_id", "_modified_at", "_lat", "_lon"]
-EVENT_COLUMNS = ["_crm_id", "_contact_id", "type", "ts", "amount", "_modified_at"]
 
 # --- records --------------------------------------------------------------------------------
 
@@ -219,14 +217,6 @@ def companies_frame(
     for name in sorted(properties):
         out[name] = _texts(_column(frame, properties[name]))
     return out.reset_index(drop=True)
-
-
-def empty_frame(stream: str, properties: Iterable[str] = ()) -> pd.DataFrame:
-    if stream == "contacts":
-        return pd.DataFrame(columns=[*CONTACT_COLUMNS, *sorted(properties)])
-    if stream == "companies":
-        return pd.DataFrame(columns=[*COMPANY_COLUMNS, *sorted(properties)])
-    return pd.DataFrame(columns=EVENT_COLUMNS)
 
 
 @dataclass(frozen=True)

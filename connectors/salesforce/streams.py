@@ -77,6 +77,7 @@ from simple_salesforce.format import format_soql
 
 from connectors.base import Page, PullRequest
 from connectors.errors import ConnectorError, CrmDataError, RetriableAPIError
+from connectors.frames import empty_frame
 from connectors.salesforce import soql
 from connectors.salesforce.client import SalesforceClient, aware
 from connectors.salesforce.mapping import (
@@ -86,7 +87,6 @@ from connectors.salesforce.mapping import (
     contacts_frame,
     csv_frame,
     day_start,
-    empty_frame,
     events_frame,
     naive_utc,
     parse_timestamp,

@@ -76,7 +76,7 @@ def nps_segments(base: Segment, field: str) -> list[Segment]:
         rule = Group("all", tuple(PropertyCondition(field, op, value, base.path)
                                   for op, value in bounds))
         segments.append(replace(base, key=f"{base.key}-{suffix}", name=f"{base.name} {label}",
-                                rule=rule, generator=base.key))
+                                rule=rule, generator=base.key, generator_kind="nps"))
     return segments
 
 
@@ -85,7 +85,7 @@ def rfm_segments(base: Segment, window_days: int, tiers: Sequence[str]) -> list[
                        for _, _, r, f, m in RFM_TIERS])
     return [
         replace(base, key=f"{base.key}-{suffix}", name=f"{base.name}: {label}", rule=rule,
-                generator=base.key)
+                generator=base.key, generator_kind="rfm")
         for (suffix, label, *_), rule in zip(RFM_TIERS, rules, strict=True)
         if suffix in tiers
     ]
@@ -120,7 +120,7 @@ def expand_per_value(generator: PerValueGenerator, top_values: Sequence[str]) ->
             key=f"{generator.key}-{_slug(value)}", name=f"{generator.name}: {value}",
             rule=PropertyCondition(field, "eq", value, generator.path), mode=generator.mode,
             exclude_opted_out=generator.exclude_opted_out, generator=generator.key,
-            path=generator.path,
+            generator_kind="per_value", path=generator.path,
         )
         for value in top_values
     ]
@@ -132,7 +132,7 @@ def expand_per_value(generator: PerValueGenerator, top_values: Sequence[str]) ->
             key=f"{generator.key}-other", name=f"{generator.name}: other",
             rule=Group("all", tuple(rest)), mode=generator.mode,
             exclude_opted_out=generator.exclude_opted_out, generator=generator.key,
-            path=generator.path,
+            generator_kind="per_value", path=generator.path,
         ))
     return segments
 

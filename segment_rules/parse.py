@@ -244,7 +244,7 @@ def _split(reader: TableReader, table: Mapping[str, Any], path: str,
     out: list[Segment | PerValueGenerator] = []
     for (child, _, child_path), rule in zip(children, rules, strict=True):
         segment = _segment(child, rule, child_path)
-        out.extend(with_holdout(replace(segment, generator=common.key), child.holdout_target))
+        out.extend(with_holdout(replace(segment, generator=common.key, generator_kind="split"), child.holdout_target))
     return out
 
 

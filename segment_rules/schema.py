@@ -84,6 +84,8 @@ class Segment:
     store_only: bool = False
     #: The generator block this segment came from (its key), or "" for a plain segment.
     generator: str = ""
+    #: What made it: "nps", "rfm", "per_value", "split", or "" for a plain segment.
+    generator_kind: str = ""
     path: str = dataclasses.field(default="", compare=False)
 
 

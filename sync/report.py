@@ -20,8 +20,7 @@ from html import escape
 from pathlib import Path
 
 from segment_rules.generators import NPS_BUCKETS, RFM_TIERS
-from segment_rules.parse import walk
-from segment_rules.schema import Group, PropertyCondition, RfmCondition, Segment
+from segment_rules.schema import Segment
 from sync import charts
 from sync.store import PlanTables, RunRow, Store
 
@@ -75,23 +74,13 @@ class ReportData:
 
 
 def generator_kinds(segments: Iterable[Segment]) -> dict[str, str]:
-    """Generator block key -> "rfm" | "nps" | "other", read off the generated segments."""
-    members: dict[str, list[Segment]] = {}
+    """Generator block key -> "rfm" | "nps" | "other", from what generated its segments."""
+    found: dict[str, set[str]] = {}
     for segment in segments:
         if segment.generator and segment.control_of is None:
-            members.setdefault(segment.generator, []).append(segment)
-    nps_suffixes = {suffix for suffix, _, _ in NPS_BUCKETS}
-    kinds = {}
-    for key, group in members.items():
-        if all(any(isinstance(c, RfmCondition) for c in walk(s.rule)) for s in group):
-            kinds[key] = "rfm"
-        elif all(s.key.removeprefix(key + "-") in nps_suffixes and isinstance(s.rule, Group)
-                 and all(isinstance(c, PropertyCondition) for c in s.rule.children)
-                 for s in group):
-            kinds[key] = "nps"
-        else:
-            kinds[key] = "other"
-    return kinds
+            found.setdefault(segment.generator, set()).add(segment.generator_kind)
+    return {key: next(iter(kinds)) if kinds in ({"rfm"}, {"nps"}) else "other"
+            for key, kinds in found.items()}
 
 
 def _overlap(store: Store, keys: Sequence[str]) -> list[list[int]]:

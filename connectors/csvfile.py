@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.base import (
+    ACTIVITY_TYPES,
     Batch,
     BatchResult,
     Capabilities,
@@ -65,6 +66,10 @@ class CsvSettings:
     path: Path
     output_dir: Path
     batch_size: int = 1000
+
+    def activity_sources(self) -> dict[str, str]:
+        """Every activity type is an event row of activities.csv / purchases.csv."""
+        return dict.fromkeys(ACTIVITY_TYPES, "events")
 
 
 def parse_settings(reader: TableReader, table: dict[str, object], base: Path) -> CsvSettings | None:

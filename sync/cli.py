@@ -20,12 +20,14 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 
+import connectors
 from connectors import create
 from connectors.errors import AuthError, ConnectorError, QuotaExhausted
 from connectors.redact import scrub
 from segment_rules import requirements
 from segment_rules.errors import RuleError, did_you_mean
 from segment_rules.explain import render
+from segment_rules.sources import describe_sources
 from sync.alerts import describe_settings
 from sync.app import alert_unstarted, open_store, sync_once
 from sync.compute import expand_segments
@@ -105,6 +107,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args)
     print(f"Config {config.source}: OK, {len(config.segments)} segment(s)")
+    for line in describe_sources(config.activity_sources, connectors.label(config.crm)):
+        print(f"Rules: {line}")
+    for note in config.notes:
+        print(f"Rules: note: {note}")
     for line in create(config.crm).check():
         print(f"CRM: {line}")
     alerts = config.alerts

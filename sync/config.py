@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import connectors
 from connectors import CONNECTOR_TYPES
 from segment_rules.errors import Problem, RuleError
 from segment_rules.parse import parse_rules
 from segment_rules.schema import PerValueGenerator, Segment
+from segment_rules.sources import EVENTS_EVERYWHERE, Source, adapt
 from segment_rules.tables import TableReader, key_path
 from sync.alerts import AlertSettings, parse_alerts
 from sync.errors import ConfigError
@@ -66,6 +69,10 @@ class Config:
     per_value: tuple[PerValueGenerator, ...] = ()
     #: The optional ``[alerts]`` webhook settings.
     alerts: AlertSettings | None = None
+    #: Where each activity type comes from on this CRM (``segment_rules.sources``).
+    activity_sources: Mapping[str, Source] = field(default_factory=lambda: EVENTS_EVERYWHERE)
+    #: What ``segsync check`` should say about how the rules are answered on this CRM.
+    notes: tuple[str, ...] = ()
 
 
 def load_config(path: Path) -> Config:
@@ -98,9 +105,24 @@ def parse_config(data: dict[str, Any], source: Path) -> Config:
     alerts = parse_alerts(reader, data["alerts"]) if "alerts" in data else None
     if not rules.segments and not rules.per_value and "segment" not in data:
         reader.problem("segment", "no segments are defined", "add at least one [[segment]]")
+    sources: Mapping[str, Source] = EVENTS_EVERYWHERE
+    segments, notes = rules.segments, tuple[str, ...]()
+    if crm is not None:
+        sources = _sources(crm)
+        adapted = adapt(rules.segments, sources, connectors.label(crm))
+        problems.extend(adapted.problems)
+        segments, notes = adapted.segments, adapted.notes
     if problems or crm is None or store is None or sync is None:
         raise ConfigError(RuleError(problems, str(source)).render())
-    return Config(source, crm, prefix, store, sync, rules.segments, rules.per_value, alerts)
+    return Config(source, crm, prefix, store, sync, segments, rules.per_value, alerts,
+                  sources, notes)
+
+
+
+def _sources(crm: object) -> Mapping[str, Source]:
+    """The connector settings' own account of where activity comes from."""
+    found = connectors.activity_sources(crm)
+    return {kind: cast(Source, found.get(kind, "events")) for kind in EVENTS_EVERYWHERE}
 
 
 def _reject_secrets(reader: TableReader, table: dict[str, Any], path: str) -> None:

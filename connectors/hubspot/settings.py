@@ -96,7 +96,21 @@ DEFAULT_CONTACT_FIELDS: Mapping[str, str] = MappingProxyType({
     "marketable": "hs_marketable_status",
     "latitude": "latitude",  # no standard HubSpot property: a custom one by convention
     "longitude": "longitude",
+    # Roll-ups: marketing-email and web engagement exist per contact only as a last date
+    # and a lifetime count (fact sheet 2026-12 update, 5); segment_rules.sources says which
+    # rules they answer.
+    "rollup:email_open:last": "hs_email_last_open_date",
+    "rollup:email_open:count": "hs_email_open",
+    "rollup:email_click:last": "hs_email_last_click_date",
+    "rollup:email_click:count": "hs_email_click",
+    "rollup:page_view:last": "hs_analytics_last_visit_timestamp",
+    "rollup:page_view:count": "hs_analytics_num_page_views",
+    "rollup:form_submission:last": "recent_conversion_date",
+    "rollup:form_submission:count": "num_conversion_events",
 })
+#: Where each canonical activity type comes from on HubSpot (segment_rules.sources):
+#: engagements and deals are events; these are contact roll-ups only.
+ROLLUP_ACTIVITY = ("email_open", "email_click", "page_view", "form_submission")
 DEFAULT_COMPANY_FIELDS: Mapping[str, str] = MappingProxyType({
     "employees": "numberofemployees",
     "annual_revenue": "annualrevenue",
@@ -176,7 +190,12 @@ class HubSpotSettings:
     writes_field = writes_property
 
     def contact_property(self, canonical: str) -> str:
-        return self.fields.get(canonical, canonical)
+        return self.fields.get(canonical, DEFAULT_CONTACT_FIELDS.get(canonical, canonical))
+
+    def activity_sources(self) -> dict[str, str]:
+        """Canonical activity type -> "events" | "rollup" on this portal."""
+        return {kind: "rollup" if kind in ROLLUP_ACTIVITY else "events"
+                for kind in ACTIVITY_TYPES}
 
     def company_property(self, canonical: str) -> str:
         return self.company_fields.get(canonical, canonical)

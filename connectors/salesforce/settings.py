@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from connectors.base import ACTIVITY_TYPES
 from segment_rules.tables import TableReader, key_path
 
 __all__ = [
@@ -52,6 +53,8 @@ log = logging.getLogger("segsync.salesforce")
 API_VERSION = "64.0"
 #: sObject Collections take at most this many records (or ids) per call.
 COLLECTION_LIMIT = 200
+#: Canonical activity types no object segsync reads holds (see ``activity_sources``).
+UNAVAILABLE_ACTIVITY = ("email_open", "email_click", "page_view", "form_submission", "note")
 #: A query page holds at most this many rows (Sforce-Query-Options batchSize maximum).
 QUERY_PAGE = 2000
 #: Records deleted longer ago than this may be gone from the recycle bin (15 days, minus a margin).
@@ -191,6 +194,14 @@ class SalesforceSettings:
     @property
     def writes_field(self) -> bool:
         return self.write_mode in ("field", "both")
+
+    def activity_sources(self) -> dict[str, str]:
+        """Canonical activity type -> "events" | "none" in an org: Tasks, Events, won
+        Opportunities and (with Enhanced Email) incoming EmailMessages are events; the
+        core objects hold no marketing-email opens or clicks, page views, form
+        submissions or notes for segsync to read."""
+        return {kind: "none" if kind in UNAVAILABLE_ACTIVITY else "events"
+                for kind in ACTIVITY_TYPES}
 
     def sf_field(self, sobject: str, name: str) -> str:
         """The Salesforce API name a rule field maps to on ``sobject`` ("" = not on it)."""

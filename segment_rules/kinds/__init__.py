@@ -13,6 +13,7 @@ near      ``{ near = [lat, lon], within_km = 10 }``           :mod:`.near`
 segment   ``{ in_segment = "..." }``, ``{ not_in_segment }``  :mod:`.segment_ref`
 property  ``{ field = "age", op = "gte", value = 18 }``       :mod:`.property`
 rfm       made by ``kind = "rfm"`` segments                   :mod:`.rfm`
+rollup    activity a CRM keeps as roll-ups (``sources``)      :mod:`.rollup`
 ========  ==================================================  =====================
 
 Who reads the registry: ``conditions.parse_condition`` (which kind claims a table, and
@@ -48,6 +49,7 @@ from segment_rules.kinds.base import Condition, ConditionKind, FieldUse, Needs
 from segment_rules.kinds.near import KIND as NEAR
 from segment_rules.kinds.property import KIND as PROPERTY
 from segment_rules.kinds.rfm import KIND as RFM
+from segment_rules.kinds.rollup import KIND as ROLLUP
 from segment_rules.kinds.segment_ref import KIND as SEGMENT_REF
 
 __all__ = ["KINDS", "Condition", "ConditionKind", "FieldUse", "Needs", "kind_for"]
@@ -72,6 +74,7 @@ KINDS: dict[str, ConditionKind[Any]] = _table(
         SEGMENT_REF,
         PROPERTY,
         RFM,
+        ROLLUP,
     ]
 )
 

@@ -883,7 +883,10 @@ def _activity_row(sobject: str, record: Mapping[str, Any]) -> EventRow | None:
     if not who or stamp is None:
         return None
     if sobject == "Task":
-        ts = (day_start(record.get("CompletedDateTime")) or day_start(record.get("ActivityDate"))
+        # When the activity happened: a logged call's ActivityDate is the day of the call,
+        # while CompletedDateTime is when someone logged or closed it (a call logged today
+        # about last month is last month's activity, as on HubSpot and in the CSV export).
+        ts = (day_start(record.get("ActivityDate")) or day_start(record.get("CompletedDateTime"))
               or day_start(record.get("CreatedDate")))
         kind = activity_kind("Task", record.get("TaskSubtype"), record.get("Type"))
     else:

@@ -7,7 +7,8 @@ and a ``modified_at`` column (ISO 8601):
 * ``contacts.csv`` (required): ``company_id``, ``email_opt_out``, ``latitude``,
   ``longitude`` and any property columns the rules use;
 * ``companies.csv``: ``latitude``, ``longitude`` and property columns;
-* ``purchases.csv``: ``contact_id``, ``amount``, ``purchased_at``;
+* ``purchases.csv``: ``contact_id``, ``amount``, ``purchased_at`` and attribute columns
+  (e.g. ``category``) that rules and traits filter on;
 * ``activities.csv``: ``contact_id``, ``type``, ``occurred_at``.
 
 Output goes to ``output_dir`` (never over the exports): ``lists/<segment key>.csv`` holds
@@ -249,6 +250,11 @@ class CsvConnector:
         needed = ["id", "contact_id", time_column, "modified_at"]
         needed.append("amount" if is_purchase else "type")
         frame = _read_csv(file, needed)
+        unknown = sorted(f for f in request.fields if f not in frame.columns)
+        if unknown:
+            raise CrmDataError(
+                f"{file}: the rules use {', '.join(unknown)} but the file has no such column"
+            )
         if frame["contact_id"].isna().any():
             raise _fail(file, frame["contact_id"][frame["contact_id"].isna()], "empty 'contact_id'")
         kinds = (
@@ -265,6 +271,8 @@ class CsvConnector:
             "amount": _numbers(file, frame, "amount") if is_purchase else float("nan"),
             "_modified_at": _timestamps(file, frame, "modified_at"),
         })
+        for column in sorted(request.fields):  # purchase attributes, e.g. category
+            out[column] = frame[column].where(frame[column].notna(), None)
         if out["ts"].isna().any():
             raise _fail(file, out["ts"][out["ts"].isna()], f"empty '{time_column}'")
         if request.events_since is not None:

@@ -57,6 +57,8 @@ class Requirements:
     companies: bool
     purchases: bool
     activities: bool
+    #: Attributes of events (e.g. a purchase's ``category``) rules or traits filter on.
+    event_fields: frozenset[str] = frozenset()
 
 
 def _needs(segments: Iterable[Segment]) -> Iterable[Needs]:
@@ -75,8 +77,9 @@ def requirements(
     streams = {stream for need in needs for stream in need.streams}
     contact = frozenset(use.column for use in fields if use.stream == "contacts")
     company = frozenset(use.column for use in fields if use.stream == "companies")
+    events = frozenset(use.column for use in fields if use.stream == "events")
     return Requirements(contact, company, bool(company) or "companies" in streams,
-                        "purchases" in streams, "activities" in streams)
+                        "purchases" in streams, "activities" in streams, events)
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -87,13 +90,14 @@ def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
 def _check_columns(
     conn: duckdb.DuckDBPyConnection, segments: Sequence[Segment], tables: Tables
 ) -> None:
-    have_contact = _columns(conn, tables.contacts)
-    have_company = _columns(conn, tables.companies)
+    have = {"contacts": _columns(conn, tables.contacts),
+            "companies": _columns(conn, tables.companies),
+            "events": _columns(conn, tables.events)}
     problems = [
         Problem(use.path, f"field '{use.name}' is not in the pulled CRM data",
                 "check the field name, or run a full pull after adding it")
         for need in _needs(segments) for use in need.fields
-        if use.column not in (have_company if use.stream == "companies" else have_contact)
+        if use.column not in have[use.stream]
     ]
     if problems:
         raise RuleError(problems)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from connectors.base import STREAMS, Connector, Page, PullRequest, Stream
+from connectors.errors import CrmDataError
 from segment_rules import Requirements
 from sync.errors import SafetyGuardTripped
 from sync.failpoints import checkpoint
@@ -48,7 +49,7 @@ def stream_fields(needs: Requirements) -> dict[Stream, frozenset[str]]:
     return {
         "contacts": needs.contact_fields | ALWAYS_PULLED,
         "companies": needs.company_fields,
-        "purchases": frozenset(),
+        "purchases": needs.event_fields,
         "activities": frozenset(),
     }
 
@@ -114,11 +115,14 @@ def pull_all(
         refetch = full or since is None or not fields[stream] <= had_fields
         if stream in ("contacts", "companies"):
             store.keep_properties(stream, fields[stream])
+        elif stream == "purchases":  # attributes such as category, on the events table
+            store.keep_properties("events", fields[stream])
         request = PullRequest(stream, None if refetch else since, fields[stream], events_since)
         count = 0
         for page in _batched(connector.pull(request)):
             if stream in ("contacts", "companies"):
                 _check_not_emptied(store, stream, page, force)
+            _check_attributes(stream, page, fields[stream])
             checkpoint(f"pull.{stream}.before-page")
             store.write_page(stream, page, fields[stream])
             checkpoint(f"pull.{stream}.page")
@@ -131,6 +135,18 @@ def pull_all(
         result.full[stream] = refetch
         log.info("pulled %s: %d changed record(s)%s", stream, count, " (full)" if refetch else "")
     return result
+
+
+def _check_attributes(stream: Stream, page: Page, fields: frozenset[str]) -> None:
+    """A connector that cannot supply an event attribute the rules filter on must say so,
+    not leave it empty (every such rule would silently match nobody)."""
+    if stream != "purchases" or page.records.empty:
+        return
+    missing = sorted(fields - set(page.records.columns))
+    if missing:
+        raise CrmDataError(f"the CRM connector supplies no purchase attribute "
+                           f"{', '.join(missing)}; map it in [crm.purchase_fields] or remove "
+                           "the rule's where / trait's of")
 
 
 def _check_not_emptied(store: Store, stream: Stream, page: Page, force: bool) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from segment_rules.errors import did_you_mean
-from segment_rules.kinds.base import ConditionKind, Needs, Stream, is_missing
+from segment_rules.kinds.base import ConditionKind, FieldUse, Needs, Stream, is_missing
 from segment_rules.operators import OPERATORS
-from segment_rules.sql import Predicate, Sources
+from segment_rules.sql import Predicate, Sources, quote_ident
 from segment_rules.tables import TableReader, describe, key_path
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ ACTIVITY_TYPES = (
 ActivityMetric = Literal["count", "sum_amount", "days_since_last"]
 ACTIVITY_METRICS: tuple[ActivityMetric, ...] = ("count", "sum_amount", "days_since_last")
 ACTIVITY_KEYS = ("activity", "at_least", "at_most", "none_within_days", "within_days", "metric",
-                 "op", "value")
+                 "op", "value", "where")
+#: A purchase attribute filter: (attribute, accepted values), sorted by attribute.
+Where = tuple[tuple[str, tuple[str, ...]], ...]
 NUMERIC_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "between")
 MAX_DAYS = 36_500
 ACTIVITY_ALIAS = "a"
@@ -73,6 +75,8 @@ class ActivityCondition:
     value: float | tuple[float, float]
     within_days: int | None = None
     path: str = dataclasses.field(default="", compare=False)
+    #: Only purchases whose attributes have one of these values (``where``).
+    where: Where = ()
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -91,6 +95,24 @@ def _activity_types(reader: TableReader, value: object, where: str) -> tuple[str
         reader.problem(where, f"{item!r} is not an activity type (use one of {options}, or 'any')",
                        did_you_mean(str(item), ACTIVITY_TYPES))
     return None if bad else tuple(sorted({str(i) for i in items}))
+
+
+def _where(reader: TableReader, value: object, where: str) -> Where | None:
+    """``where = { category = "pizza" }`` or a list of accepted values per attribute."""
+    if not isinstance(value, Mapping) or not value:
+        reader.problem(where, "must be a table of attribute = value(s), e.g. "
+                              f'{{ category = "pizza" }} (got {describe(value)})')
+        return None
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for name, accepted in sorted(value.items()):
+        items = accepted if isinstance(accepted, list) else [accepted]
+        if (not isinstance(name, str) or not name or name.startswith("_")
+                or not items or not all(isinstance(i, str) and i for i in items)):
+            reader.problem(key_path(where, str(name)),
+                           f"must be a value or a list of values (got {describe(accepted)})")
+            return None
+        out.append((name, tuple(str(i) for i in items)))
+    return tuple(out)
 
 
 def _metric_value(
@@ -127,11 +149,11 @@ class ActivityFeatures:
 
     alias: str = ACTIVITY_ALIAS
     table: str = "segment_activity"
-    columns: dict[tuple[tuple[str, ...], str, int | None], str] = dataclasses.field(
+    columns: dict[tuple[tuple[str, ...], str, int | None, Where], str] = dataclasses.field(
         default_factory=dict)
 
     def column(self, condition: ActivityCondition) -> str:
-        key = (condition.types, condition.metric, condition.within_days)
+        key = (condition.types, condition.metric, condition.within_days, condition.where)
         if key not in self.columns:
             self.columns[key] = f"f{len(self.columns)}"
         return f"{self.alias}.{self.columns[key]}"
@@ -140,11 +162,15 @@ class ActivityFeatures:
         """One pass over the events computing every column."""
         columns = ["_cid AS cid"]
         params: list[object] = []
-        for (types, metric, within), name in self.columns.items():
+        for (types, metric, within, where), name in self.columns.items():
             filters = []
             if types:
                 filters.append("type IN (" + ", ".join("?" for _ in types) + ")")
                 params.extend(types)
+            for attribute, accepted in where:
+                filters.append(f"{quote_ident(attribute)} IN ("
+                               + ", ".join("?" for _ in accepted) + ")")
+                params.extend(accepted)
             if within is not None:
                 filters.append("ts BETWEEN ? AND ?")
                 params.extend([now - dt.timedelta(days=within), now])
@@ -153,7 +179,7 @@ class ActivityFeatures:
                 params.append(now)
             columns.append(
                 f"{_AGGREGATES[metric]} FILTER (WHERE {' AND '.join(filters)}) AS {name}")
-        windows = [within for (_, _, within) in self.columns]
+        windows = [within for (_, _, within, _) in self.columns]
         scope = ""
         if None not in windows:  # every feature is windowed: older events need not be read
             scope = " WHERE ts >= ?"
@@ -223,9 +249,16 @@ class ActivityKind(ConditionKind[ActivityCondition]):
             reader.problem(key_path(path, "activity"), "sum_amount needs activity = \"purchase\"")
         if metric == "days_since_last" and "within_days" in table:
             reader.problem(key_path(path, "within_days"), "does not apply to days_since_last")
-        if len(reader.problems) > before or types is None or value is None:
+        where: Where | None = ()
+        if "where" in table:
+            where = _where(reader, table["where"], key_path(path, "where"))
+            if types not in (None, ("purchase",)):
+                reader.problem(key_path(path, "where"),
+                               'filters purchase attributes: use activity = "purchase"')
+        if len(reader.problems) > before or types is None or value is None or where is None:
             return None
-        return ActivityCondition(types, metric, op, value, within, path)  # type: ignore[arg-type]
+        return ActivityCondition(types, metric, op, value, within,  # type: ignore[arg-type]
+                                 path, where)
 
     def predicate(self, node: ActivityCondition, compiler: Compiler) -> Predicate:
         return compare(self.value(node, compiler), node.op, node.value)
@@ -238,6 +271,9 @@ class ActivityKind(ConditionKind[ActivityCondition]):
 
     def describe(self, node: ActivityCondition) -> str:
         kinds = " or ".join(node.types) if node.types else "activity of any type"
+        if node.where:
+            kinds += " with " + " and ".join(
+                f"{name} {' or '.join(values)}" for name, values in node.where)
         window = f" in the last {node.within_days} days" if node.within_days else ""
         target = node.value
         shown = (f"{target[0]:g} and {target[1]:g}" if isinstance(target, tuple)
@@ -265,7 +301,9 @@ class ActivityKind(ConditionKind[ActivityCondition]):
             streams.add("purchases")
         if not node.types or any(t != "purchase" for t in node.types):
             streams.add("activities")
-        return Needs(streams=frozenset(streams))
+        fields = tuple(FieldUse("events", name, f"purchase {name}", node.path)
+                       for name, _ in node.where)
+        return Needs(fields=fields, streams=frozenset(streams))
 
 
 KIND = ActivityKind()

@@ -45,7 +45,7 @@ class Condition(Protocol):
 class FieldUse:
     """A stored column a leaf reads, and the name the rule gave it (for error messages)."""
 
-    stream: Literal["contacts", "companies"]
+    stream: Literal["contacts", "companies", "events"]
     column: str
     name: str
     path: str

@@ -22,6 +22,8 @@ ENGINE_COLUMNS: dict[str, tuple[str, ...]] = {
     "contacts": ("_cid", "_crm_id", "_kind", "_modified_at", "_company_id", "_opted_out",
                  "_lat", "_lon"),
     "companies": ("_crm_id", "_modified_at", "_lat", "_lon"),
+    "events": ("_stream", "_crm_id", "_contact_id", "_cid", "type", "ts", "amount",
+               "_modified_at"),
 }
 #: The table each pulled stream lands in.
 RECORD_TABLE: dict[Stream, str] = {

@@ -218,7 +218,7 @@ def run_hubspot(contacts: int) -> list[dict[str, Any]]:
                  reconcile_first: bool = False) -> dict[str, Any]:
             hs.reset_requests()
             connector = HubSpotConnector(config.crm,  # type: ignore[arg-type]
-                                         clock=hs.clock.now, sleep=fake.sleep,
+                                         now=hs.clock.now, sleep=fake.sleep,
                                          monotonic=fake.monotonic, rng=random.Random(0))
             began = time.perf_counter()
             with Store.open(config.store.path) as store:

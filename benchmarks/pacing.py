@@ -114,7 +114,7 @@ def run(contacts: int, scale: float, search_per_second: int) -> dict[str, Any]:
         config = parse_config(tomllib.loads(text), Path(tmp) / "segsync.toml")
         connector = HubSpotConnector(
             config.crm,  # type: ignore[arg-type]
-            clock=hs.clock.now, rng=random.Random(0),
+            now=hs.clock.now, rng=random.Random(0),
             monotonic=lambda: time.monotonic() / scale,
             sleep=lambda seconds: time.sleep(seconds * scale),
         )

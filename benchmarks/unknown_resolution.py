@@ -104,7 +104,7 @@ def run_hubspot(contacts: int, lost: int, merges: int) -> list[dict[str, Any]]:
         def sync() -> tuple[SyncOutcome | None, int]:
             hs.reset_requests()
             connector = HubSpotConnector(config.crm,  # type: ignore[arg-type]
-                                         clock=hs.clock.now, sleep=fake.sleep,
+                                         now=hs.clock.now, sleep=fake.sleep,
                                          monotonic=fake.monotonic, rng=random.Random(0))
             try:
                 with Store.open(config.store.path) as store:

@@ -1,10 +1,17 @@
 """The HubSpot connector (``[crm] type = "hubspot"``).
 
-Modules: ``settings`` (the ``[crm]`` keys), ``api`` (the only module with HubSpot paths),
-``mapping`` (pure JSON <-> frames/bodies), ``paging`` (paginators without I/O) and
-``connector`` (:class:`HubSpotConnector`, the Connector + FieldWriter implementation).
-The connector is imported on first use, so commands that never talk to HubSpot do not
-pay for its imports.
+Modules, each with one job (the layout of :mod:`connectors.salesforce`):
+
+* ``settings``: the ``[crm]`` keys and their defaults;
+* ``api``: the only module with HubSpot paths, statuses and auth flows (one retrying
+  session);
+* ``mapping``: pure translations (answers -> frames and outcomes, request bodies);
+* ``paging``: paginators without I/O;
+* ``streams``: the four pulls, one skeleton driven by a spec per object type;
+* ``lists``: contact lists as write-back targets and their memberships;
+* ``property``: the multi-checkbox contact property;
+* ``connector``: :class:`HubSpotConnector`, which wires them together (imported on first
+  use, so commands that never talk to HubSpot do not pay for its imports).
 """
 
 from __future__ import annotations

@@ -234,14 +234,14 @@ class HubSpotApi:
         self,
         settings: HubSpotSettings,
         *,
-        clock: Callable[[], dt.datetime],
+        now: Callable[[], dt.datetime],
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        self.clock = clock
+        self.now = now
         self.calls: Counter[str] = Counter()
         self.budget = RollingWindow(settings.requests_per_10s, 10.0 * WINDOW_MARGIN,
                                     clock=monotonic, sleep=sleep)
@@ -297,7 +297,7 @@ class HubSpotApi:
         if (
             self._token is None
             or self._expires_at is None
-            or self.clock() >= self._expires_at - REFRESH_MARGIN
+            or self.now() >= self._expires_at - REFRESH_MARGIN
         ):
             self.refresh_oauth()
         return f"Bearer {self._token}"
@@ -337,7 +337,7 @@ class HubSpotApi:
         lifetime = data.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 1800.0
         self._token = token
-        self._expires_at = self.clock() + dt.timedelta(seconds=seconds)
+        self._expires_at = self.now() + dt.timedelta(seconds=seconds)
         log.info("HubSpot OAuth access token refreshed (valid %d s)", int(seconds))
 
     def request(
@@ -437,7 +437,7 @@ class HubSpotApi:
             from zoneinfo import ZoneInfo
 
             zone = ZoneInfo(tz_name)
-            local = self.clock().astimezone(zone)
+            local = self.now().astimezone(zone)
             midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(),
                                            tzinfo=zone)
             when = (f"after {midnight:%Y-%m-%d %H:%M} {tz_name} "

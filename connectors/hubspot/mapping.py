@@ -2,7 +2,16 @@
 
 Nothing here sends a request. Request bodies follow the schemas carried by
 hubspot-api-client's model classes (fact sheet §13a: every spec-required key is sent,
-ids are strings); the tests build each one through those classes.
+ids are strings); the tests build each one through those classes. Every answer the
+connector reads is parsed here too (search pages, archived sweeps, pipelines, lists,
+properties, memberships, batch outcomes), so the modules that send requests
+(``streams``, ``lists``, ``property``) only decide what to ask next.
+
+Engagement kinds: sales emails (the CRM ``emails`` object) are split by
+``hs_email_direction``: ``INCOMING_EMAIL`` is the contact writing to us
+(``incoming_emails``, default ``email_received`` -- a customer who wrote last week is not
+inactive), ``EMAIL`` and ``FORWARDED_EMAIL`` are ours (``emails``, ``email_sent``; dropped
+unless actually sent, :func:`engagement_kind`).
 """
 
 from __future__ import annotations
@@ -10,36 +19,47 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from connectors.base import BatchResult
 from connectors.errors import CrmDataError
 from connectors.hubspot.paging import id_key
 
 __all__ = [
+    "EMAIL_NOT_SENT",
+    "EMAIL_RECEIVED",
     "EVENT_COLUMNS",
     "SEARCH_PAGE",
     "BatchError",
     "Cursor",
+    "ListInfo",
     "Outcomes",
+    "PropertyInfo",
     "activity_frame",
+    "archived_ids",
     "association_inputs",
     "association_targets",
     "batch_errors",
     "batch_failures",
     "batch_update_body",
+    "closed_won",
     "companies_frame",
     "contacts_frame",
     "decode_watermark",
     "encode_watermark",
+    "engagement_kind",
+    "eq",
     "from_ms",
     "group_create_body",
     "gte",
     "id_after",
     "list_create_body",
+    "list_info",
+    "member_ids",
     "membership_change_body",
     "membership_change_outcomes",
     "membership_outcome",
@@ -52,13 +72,16 @@ __all__ = [
     "parse_iso_ms",
     "primary_company",
     "property_create_body",
+    "property_info",
     "purchases_frame",
     "record_memberships",
     "search_body",
+    "search_results",
     "target_ids",
     "timestamps",
     "to_ms",
     "update_outcomes",
+    "won_stage_ids",
 ]
 
 JsonObject = Mapping[str, Any]
@@ -220,6 +243,10 @@ def gte(prop: str, when_ms: int) -> dict[str, str]:
     return {"propertyName": prop, "operator": "GTE", "value": str(when_ms)}
 
 
+def eq(prop: str, value: str) -> dict[str, str]:
+    return {"propertyName": prop, "operator": "EQ", "value": value}
+
+
 def id_after(last_id: str) -> dict[str, str]:
     return {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}
 
@@ -322,6 +349,152 @@ def _ids(records: Sequence[JsonObject]) -> list[str]:
     return [str(r.get("id")) for r in records]
 
 
+def search_results(body: JsonObject) -> list[JsonObject]:
+    """The records of one search or object-list page (entries that are not objects skipped)."""
+    raw = body.get("results")
+    return [r for r in raw if isinstance(r, Mapping)] if isinstance(raw, list) else []
+
+
+def archived_ids(body: JsonObject, since_ms: int | None) -> list[str]:
+    """Ids on one ``?archived=true`` page archived since ``since_ms`` (None: all of them).
+
+    A record whose ``archivedAt`` is missing or unreadable counts as archived in the window.
+    """
+    ids: list[str] = []
+    for record in search_results(body):
+        if record.get("id") is None:
+            continue
+        archived_at = record.get("archivedAt")
+        if since_ms is not None and isinstance(archived_at, str):
+            parsed = parse_iso_ms(archived_at)
+            if parsed is not None and parsed < since_ms:
+                continue
+        ids.append(str(record["id"]))
+    return ids
+
+
+def won_stage_ids(body: JsonObject) -> frozenset[str]:
+    """Deal stage ids a pipelines answer marks closed-won: closed with probability 1.0."""
+    stages: set[str] = set()
+    pipelines = body.get("results")
+    for pipeline in pipelines if isinstance(pipelines, list) else []:
+        raw = pipeline.get("stages") if isinstance(pipeline, Mapping) else None
+        for stage in raw if isinstance(raw, list) else []:
+            meta = stage.get("metadata") if isinstance(stage, Mapping) else None
+            if not isinstance(meta, Mapping) or str(meta.get("isClosed")) != "true":
+                continue
+            try:
+                probability = float(str(meta.get("probability")))
+            except ValueError:
+                continue
+            if probability >= 1.0 and stage.get("id") is not None:
+                stages.add(str(stage["id"]))
+    return frozenset(stages)
+
+
+def closed_won(props: Mapping[str, Any], stages: Callable[[], Collection[str]]) -> bool:
+    """Whether a deal is closed-won.
+
+    HubSpot's calculated ``hs_is_closed_won`` decides when the deal carries it; otherwise
+    its ``dealstage`` must be one of ``stages()`` (:func:`won_stage_ids`), asked only then
+    because reading the pipelines costs a call.
+    """
+    flag = props.get("hs_is_closed_won")
+    if flag in ("true", "false"):
+        return bool(flag == "true")
+    return str(props.get("dealstage")) in stages()
+
+
+#: ``hs_email_status`` values of our own emails that were not sent.
+EMAIL_NOT_SENT = frozenset({"FAILED", "BOUNCED", "SCHEDULED", "SENDING"})
+#: ``hs_email_direction`` values of emails the contact sent us (fact sheet §7 and 2026-12
+#: update, 6); every other direction (EMAIL, FORWARDED_EMAIL, none) is ours.
+EMAIL_RECEIVED = frozenset({"INCOMING_EMAIL"})
+
+
+def engagement_kind(
+    object_type: str, kinds: Mapping[str, str]
+) -> Callable[[Mapping[str, Any]], str | None]:
+    """The canonical activity type of one engagement, from its properties (None: skip it).
+
+    ``kinds`` is ``[crm.activity_types]`` (HubSpot kind -> canonical type, "" skips). Every
+    object but ``emails`` has one type; emails are split by direction (module docstring).
+    """
+    if object_type != "emails":
+        fixed = kinds.get(object_type) or None
+        return lambda props: fixed
+
+    def email_kind(props: Mapping[str, Any]) -> str | None:
+        """INCOMING_EMAIL -> ``incoming_emails``; EMAIL, FORWARDED_EMAIL -> ``emails``.
+
+        The send-status filter applies to our own emails only: a received email was
+        received whatever ``hs_email_status`` says.
+        """
+        if str(props.get("hs_email_direction") or "").upper() in EMAIL_RECEIVED:
+            return kinds.get("incoming_emails") or None
+        if str(props.get("hs_email_status") or "").upper() in EMAIL_NOT_SENT:
+            return None
+        return kinds.get("emails") or None
+
+    return email_kind
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """What segsync reads of a Lists v3 list: its id, name, kind and creation time.
+
+    ``manual_contacts`` is true for a MANUAL (static) list of contacts (``0-1``), the only
+    kind segsync creates and so the only kind it may take over.
+    """
+
+    list_id: str | None
+    name: object
+    manual_contacts: bool
+    created_ms: int | None
+
+
+def list_info(body: JsonObject) -> ListInfo:
+    list_id = body.get("listId")
+    created = body.get("createdAt")
+    return ListInfo(
+        None if list_id is None else str(list_id),
+        body.get("name"),
+        body.get("processingType") == "MANUAL"
+        and str(body.get("objectTypeId")) == CONTACT_TYPE_ID,
+        parse_iso_ms(created) if isinstance(created, str) else None,
+    )
+
+
+def member_ids(body: JsonObject) -> list[str]:
+    """Record ids on one page of a list's memberships."""
+    raw = body.get("results")
+    return [str(item["recordId"]) for item in (raw if isinstance(raw, list) else [])
+            if isinstance(item, Mapping) and item.get("recordId") is not None]
+
+
+@dataclass(frozen=True)
+class PropertyInfo:
+    """What segsync reads of a contact property: its group, type and options.
+
+    ``group``, ``type`` and ``field_type`` are HubSpot's values as sent (messages quote
+    them); ``options`` are (label, value, hidden) in HubSpot's order.
+    """
+
+    group: object
+    type: object
+    field_type: object
+    options: tuple[tuple[str, str, bool], ...]
+
+
+def property_info(body: JsonObject) -> PropertyInfo:
+    raw = body.get("options")
+    options = tuple(
+        (str(o.get("label")), str(o.get("value")), bool(o.get("hidden", False)))
+        for o in (raw if isinstance(raw, list) else []) if isinstance(o, Mapping)
+    )
+    return PropertyInfo(body.get("groupName"), body.get("type"), body.get("fieldType"), options)
+
+
 #: ``context`` keys of a batch error whose values are record ids (StandardError.context
 #: maps a key to a list of strings; HubSpot uses ``ids`` on object batches).
 ERROR_ID_KEYS = ("ids", "id", "objectId", "objectIds", "recordId", "recordIds", "fromObjectId")
@@ -420,6 +593,16 @@ class Outcomes:
     def vanish(self, object_id: str) -> None:
         if self._free(object_id):
             self.gone.add(object_id)
+
+    def unreadable(self, object_ids: Iterable[str], problem: str | None) -> None:
+        """Every id of a call whose answer arrived but cannot be read: it may have committed."""
+        reason = (problem or "HubSpot's answer could not be read")[:500]
+        for object_id in object_ids:
+            self.unsure(object_id, reason)
+
+    def result(self, api_calls: int) -> BatchResult:
+        return BatchResult(dict(self.failed), api_calls=api_calls,
+                           unknown=dict(self.unknown), gone=frozenset(self.gone))
 
 
 def _unproven(status: int, errors: Sequence[BatchError], where: str) -> str:

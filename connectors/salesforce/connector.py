@@ -119,18 +119,20 @@ class SalesforceConnector:
         self,
         settings: SalesforceSettings,
         *,
-        sleep: Sleep | None = None,
-        clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleep | None = None,
         rng: random.Random | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
+        """``now`` is the wall clock (aware UTC) used when Salesforce sends no ``Date``;
+        ``monotonic`` and ``sleep`` drive the token bucket and retry waits."""
         self.settings = settings
         self._sleep = sleep or _real_sleep
         self._rng = rng or random.Random()
         self.usage = ApiUsage()
         rate = settings.max_requests_per_second
-        limiter = TokenBucket(rate, 1.0, clock=clock, sleep=self._sleep) if rate else None
+        limiter = TokenBucket(rate, 1.0, clock=monotonic, sleep=self._sleep) if rate else None
 
         def session(policy: RetryPolicy) -> requests.Session:
             return make_session(

@@ -45,11 +45,11 @@ class WallClock:
 
 
 def make_connector(
-    time: FakeTime | None = None, clock: WallClock | None = None, **overrides: Any
+    time: FakeTime | None = None, now: WallClock | None = None, **overrides: Any
 ) -> HubSpotConnector:
     fake = time or FakeTime()
     settings = replace(HubSpotSettings(), **overrides)
-    return HubSpotConnector(settings, clock=clock or WallClock(), sleep=fake.sleep,
+    return HubSpotConnector(settings, now=now or WallClock(), sleep=fake.sleep,
                             monotonic=fake.monotonic)
 
 

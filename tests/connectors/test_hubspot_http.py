@@ -346,7 +346,7 @@ def test_oauth_refreshes_before_expiry(mocked: responses.RequestsMock, oauth_env
             "grant_type": "refresh_token", "client_id": "client-id-123",
             "client_secret": "client-secret-456", "refresh_token": "refresh-token-789"})])
     probe = mocked.get(f"{BASE}/crm/v3/objects/contacts", json={"results": []})
-    connector = make_connector(clock=clock, auth="oauth")
+    connector = make_connector(now=clock, auth="oauth")
     connector.api.probe()
     connector.api.probe()
     assert token_calls.call_count == 1
@@ -489,7 +489,7 @@ def test_apply_halves_a_chunk_hubspot_finds_too_big(ordered: responses.RequestsM
     assert result.unknown == {}  # the refused call proved nothing, the halves did
     assert result.gone == frozenset({"4"})
     assert result.api_calls == 3
-    assert connector.max_batch == 2
+    assert connector.list_writer.chunk_size == 2
 
 
 def test_apply_to_a_deleted_list_says_so(mocked: responses.RequestsMock) -> None:

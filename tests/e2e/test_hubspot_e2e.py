@@ -86,7 +86,7 @@ class World:
         return parse_config(tomllib.loads(text), self.tmp / "segsync.toml")
 
     def make_connector(self, config: Config) -> HubSpotConnector:
-        return HubSpotConnector(config.crm, clock=self.hs.clock.now,  # type: ignore[arg-type]
+        return HubSpotConnector(config.crm, now=self.hs.clock.now,  # type: ignore[arg-type]
                                 sleep=self.fake.sleep, monotonic=self.fake.monotonic,
                                 rng=random.Random(1))
 
@@ -459,7 +459,7 @@ def test_property_mode_keeps_options_and_values(world: World) -> None:
     assert len(patches) == 1
     world.hs.define_property("taken", foreign=True)
     other = HubSpotConnector(replace(world.config().crm, property_name="taken"),  # type: ignore[type-var]
-                             clock=world.hs.clock.now, sleep=world.fake.sleep,
+                             now=world.hs.clock.now, sleep=world.fake.sleep,
                              monotonic=world.fake.monotonic)
     with pytest.raises(TargetConflict, match="not created by segsync"):
         other.ensure_field(["x"])

@@ -62,7 +62,7 @@ class World:
         settings: Any = config.crm
         if self.timeout is not None:
             settings = replace(settings, timeout=self.timeout)
-        connector = HubSpotConnector(settings, clock=self.hs.clock.now, sleep=self.fake.sleep,
+        connector = HubSpotConnector(settings, now=self.hs.clock.now, sleep=self.fake.sleep,
                                      monotonic=self.fake.monotonic, rng=random.Random(7))
         with Store.open(config.store.path) as store:
             return run_sync(config, connector, store,

@@ -98,7 +98,7 @@ def run_hubspot(fault_name: str) -> Outcome:
             if spec is not None:
                 hs.inject(Fault(**spec))
             crm: Any = config.crm
-            connector = HubSpotConnector(replace(crm, timeout=TIMEOUT), clock=hs.clock.now,
+            connector = HubSpotConnector(replace(crm, timeout=TIMEOUT), now=hs.clock.now,
                                          sleep=fake.sleep, monotonic=fake.monotonic,
                                          rng=random.Random(attempt))
             with Store.open(config.store.path) as store:
@@ -157,7 +157,7 @@ def run_salesforce(fault_name: str) -> Outcome:
                 sf.inject(Fault(**spec))
             crm: Any = config.crm
             connector = SalesforceConnector(replace(crm, timeout=TIMEOUT),
-                                            sleep=fake.sleep, clock=fake.monotonic,
+                                            sleep=fake.sleep, monotonic=fake.monotonic,
                                             rng=random.Random(attempt))
             try:
                 with Store.open(config.store.path) as store:

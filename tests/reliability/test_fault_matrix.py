@@ -191,7 +191,7 @@ def run_hubspot_cell(fault_name: str, phase: str) -> Outcome:
         settings = replace(crm, timeout=TIMEOUT) if spec["kind"] == "delay" else crm
         with Store.open(config.store.path) as store:
             for attempt in range(2):
-                connector = HubSpotConnector(settings, clock=hs.clock.now,
+                connector = HubSpotConnector(settings, now=hs.clock.now,
                                              sleep=fake.sleep, monotonic=fake.monotonic,
                                              rng=random.Random(attempt))
                 try:
@@ -248,7 +248,7 @@ def run_salesforce_cell(fault_name: str, phase: str) -> Outcome:
         with Store.open(config.store.path) as store:
             for attempt in range(2):
                 connector = SalesforceConnector(settings,
-                                                sleep=fake.sleep, clock=fake.monotonic,
+                                                sleep=fake.sleep, monotonic=fake.monotonic,
                                                 rng=random.Random(attempt))
                 for session in (connector.session, connector._once):
                     hooked: Any = session
